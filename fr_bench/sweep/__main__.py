@@ -1,0 +1,72 @@
+"""`python -m fr_bench.sweep experiments/ablations.yaml [key=value ...] [--dry-run] [--only PATTERN] [--force]`
+
+Trains what is missing, evaluates every method on every task and seed, caches and resumes, and writes paper-style
+tables and plots under reports/<name>/.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from ..config import ConfigError, load_config
+from .config import SweepConfig
+from .plan import make_plan, select
+from .worlds import planned_tasks, resolve_world, world_key
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m fr_bench.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="sweep YAML (see experiments/)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seeds=[0] limit=20")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (artifacts, cells, what is cached) and exit")
+    p.add_argument("--only", metavar="PATTERN",
+                   help="glob(s) over cell labels method/task/seedN, method or task names; comma-separated")
+    p.add_argument("--force", action="store_true", help="re-evaluate the selected cells even if cached")
+    p.add_argument("--force-train", action="store_true", help="also rebuild the artifacts the selected cells need")
+    p.add_argument("--no-report", action="store_true", help="skip rendering tables and plots")
+    p.add_argument("--out", help="report folder (default: <reports_dir>/<name>)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        cfg = load_config(SweepConfig, args.config, args.overrides)
+        plan = select(make_plan(cfg, world_key(cfg.world), planned_tasks(cfg)), args.only)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from ..cache import is_complete
+    from .cells import cell_done
+    from .run import artifact_path, assemble, build_artifacts, render, run_cells
+
+    if args.dry_run:
+        print(plan.describe())
+        todo_a = sum(not is_complete(artifact_path(n.key)) for n in plan.artifacts)
+        todo_c = len({c.key for c in plan.cells if not cell_done(c.key)})
+        print(f"to build: {todo_a} artifact(s); to evaluate: {todo_c} cell(s)")
+        return 0
+    start = time.perf_counter()
+    try:
+        world = resolve_world(cfg)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    built = build_artifacts(plan, world, cfg, force=args.force_train)
+    ran = run_cells(plan, world, cfg, force=args.force or args.force_train)
+    out = Path(args.out) if args.out else Path(cfg.reports_dir) / cfg.name
+    assemble(plan, world, cfg, out)
+    if not args.no_report:
+        render(out)
+    print(f"sweep '{cfg.name}': built {built} artifact(s), evaluated {ran} cell(s) in "
+          f"{time.perf_counter() - start:.1f}s; report in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Evaluate cells: one method (loaded once) on its pending tasks for one seed; each finished cell is written
+atomically under `$FR_BENCH_CACHE/cells/<key>/`, so a killed sweep loses at most the cell in flight."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..cache import atomic_dir, cache_root, is_complete
+from ..world import World
+
+
+def cell_dir(key: str) -> Path:
+    return cache_root() / "cells" / key
+
+
+def cell_done(key: str) -> bool:
+    return is_complete(cell_dir(key))
+
+
+def read_cell(key: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    d = cell_dir(key)
+    result = json.loads((d / "result.json").read_text())
+    samples = [json.loads(line) for line in (d / "samples.jsonl").read_text().splitlines() if line]
+    return result, samples
+
+
+@dataclass
+class Job:
+    """What one executor task runs: a method for one seed on a list of (cell key, task name, TaskSpec)."""
+
+    world: World
+    method_display: str
+    method: str
+    options: dict[str, Any]
+    seed: int
+    artifacts: dict[str, str]          # artifact name -> folder
+    cells: list[tuple[str, str, Any]]  # (cell key, task display name, TaskSpec)
+    batch_size: int
+    cache: str                         # FR_BENCH_CACHE to use (remote workers)
+
+
+def run_job(job: Job) -> list[str]:
+    """Run a job and return the keys of the cells it finished."""
+    import os
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from ..methods import get_method_class
+    from ..tasks import get_task
+
+    os.environ["FR_BENCH_CACHE"] = job.cache
+    torch.manual_seed(job.seed)
+    options = {"batch_size": job.batch_size, **job.options}
+    method = get_method_class(job.method)(job.world, options, job.seed)
+    method.load({k: Path(v) for k, v in job.artifacts.items()})
+    tokenizer = AutoTokenizer.from_pretrained(job.world.tokenizer)
+    done = []
+    for key, task_name, spec in job.cells:
+        if cell_done(key):
+            done.append(key)
+            continue
+        task = get_task(spec.task, data=spec.data, limit=spec.limit, max_new_tokens=spec.max_new_tokens)
+        rows = task.load()
+        if not rows:
+            raise ValueError(f"task '{task_name}' ({spec.task}, data={spec.data}) has no rows; check tasks.{task_name}.data")
+        prompts = [task.prompt(r, tokenizer) for r in rows]
+        torch.manual_seed(job.seed)
+        start = time.perf_counter()
+        gens = method.generate(prompts, max_new_tokens=task.max_new_tokens, stop=list(task.stop_sequences))
+        wall = time.perf_counter() - start
+        results = task.score(rows, [g.text for g in gens])
+        metrics = task.aggregate(results)
+        samples = []
+        for prompt, gen, res in zip(prompts, gens, results):
+            tokens = [tokenizer.decode([t]) for t in gen.token_ids] if gen.expert_choices is not None else None
+            samples.append({**res.to_json(), "prompt": prompt, "output": gen.text, "expert_choices": gen.expert_choices,
+                            "tokens": tokens, "cost_tokens": gen.cost_tokens})
+        result = {"method": job.method_display, "task": task_name, "domain": task.domain, "seed": job.seed,
+                  "n": len(rows), "primary_metric": task.primary_metric, "primary": metrics[task.primary_metric],
+                  "metrics": metrics, "cost_tokens": sum(g.cost_tokens for g in gens), "wall_s": round(wall, 3)}
+        with atomic_dir(cell_dir(key)) as tmp:
+            (tmp / "samples.jsonl").write_text("".join(json.dumps(s, default=str) + "\n" for s in samples))
+            (tmp / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        done.append(key)
+    return done

@@ -1,0 +1,69 @@
+"""The sweep's YAML schema. One file names the world, the methods, the tasks, the seeds and every training knob."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import MISSING
+
+
+@dataclass
+class MethodEntry:
+    """One row of the results table: a registered method plus its options."""
+
+    method: str = MISSING               # name in the method registry (fr_bench.methods)
+    group: str = "baseline"             # fusionroute | ablation | baseline | expert (table order, plots)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WorldConfig:
+    """Where the models and data come from: the micro world (built from scratch) or real checkpoints."""
+
+    kind: str = "micro"                 # micro | checkpoints
+    micro_config: str = "experiments/micro.yaml"
+    micro_overrides: list[str] = field(default_factory=list)
+    # kind: checkpoints — local folders or Hub names
+    tokenizer: str | None = None
+    base: str | None = None
+    experts: dict[str, str] = field(default_factory=dict)
+    router_init: str | None = None
+    sft_data: dict[str, str] = field(default_factory=dict)
+    pref_prompts: dict[str, str] = field(default_factory=dict)
+    dtype: str = "float32"
+
+
+@dataclass
+class TaskEntry:
+    task: str = MISSING                 # name in the task registry (fr_bench.tasks)
+    data: str | None = None             # local path; None = the task's Hub dataset
+    limit: int | None = None
+    max_new_tokens: int = 400
+
+
+@dataclass
+class ExecutorConfig:
+    kind: str = "local"                 # local | ray
+    address: str | None = None          # ray: existing cluster address ("auto", "ray://host:10001"); None = local
+    num_cpus_per_cell: float = 1.0
+    num_gpus_per_cell: float = 0.0
+    devices: str = "auto"               # Lightning Trainer devices for training stages
+    strategy: str = "auto"              # Lightning strategy (ddp, fsdp, ...)
+    num_nodes: int = 1
+
+
+@dataclass
+class SweepConfig:
+    name: str = MISSING
+    world: WorldConfig = field(default_factory=WorldConfig)
+    methods: dict[str, MethodEntry] = field(default_factory=dict)
+    # Display name -> task. Empty with a micro world = the world's four micro tasks.
+    tasks: dict[str, TaskEntry] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    limit: int | None = None            # cap on rows per task (all tasks), for quick runs
+    batch_size: int = 16
+    reference_method: str = "fusionroute"
+    # Per-artifact config overrides, validated against each artifact's dataclass (fr_bench.artifacts).
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    reports_dir: str = "reports"

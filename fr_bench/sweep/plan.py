@@ -1,0 +1,159 @@
+"""Expand a sweep config into a dependency graph: artifacts to build (each once, shared) and evaluation cells.
+
+Keys are hashes of everything that produced a thing, so a rerun finds finished work by key and a changed config or
+seed gets a new key. Nothing here trains or decodes; `fr_bench.sweep.run` executes the plan.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import __version__
+from ..artifacts import closure, get_artifact
+from ..cache import config_hash
+from ..config import ConfigError, load_config, to_dict
+from ..methods import get_method_class
+from ..world import TaskSpec, World
+from .config import MethodEntry, SweepConfig
+
+
+@dataclass
+class ArtifactNode:
+    name: str
+    seed: int | None          # None when the artifact is shared by every seed
+    key: str
+    deps: dict[str, str]      # dependency name -> its key
+    config: Any               # validated dataclass instance (or None)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.seed is None else f"{self.name}[seed={self.seed}]"
+
+
+@dataclass
+class Cell:
+    method: str               # display name (sweep YAML key)
+    entry: MethodEntry
+    task: str                 # display name
+    spec: TaskSpec
+    seed: int
+    key: str
+    artifacts: dict[str, str] = field(default_factory=dict)  # artifact name -> key
+    seeded: bool = True
+
+    @property
+    def label(self) -> str:
+        return f"{self.method}/{self.task}/seed{self.seed}"
+
+
+@dataclass
+class Plan:
+    world_key: str
+    artifacts: list[ArtifactNode]
+    cells: list[Cell]
+
+    def describe(self) -> str:
+        lines = [f"world {self.world_key}", f"artifacts ({len(self.artifacts)}):"]
+        for node in self.artifacts:
+            deps = ", ".join(f"{d}:{k[:8]}" for d, k in node.deps.items()) or "-"
+            lines.append(f"  {node.label:<34} {node.key}  <- {deps}")
+        lines.append(f"cells ({len(self.cells)}):")
+        for cell in self.cells:
+            arts = ", ".join(sorted(cell.artifacts)) or "-"
+            lines.append(f"  {cell.label:<44} {cell.key}  needs {arts}")
+        return "\n".join(lines)
+
+
+def artifact_configs(cfg: SweepConfig, names: list[str]) -> dict[str, Any]:
+    """Validate every artifact's overrides against its dataclass now, before anything expensive starts."""
+    out: dict[str, Any] = {}
+    unknown = sorted(set(cfg.artifacts) - set(names) - set(_all_artifact_names()))
+    if unknown:
+        raise ConfigError(f"artifacts.{unknown[0]}: no such artifact; known: {', '.join(_all_artifact_names())}")
+    for name in names:
+        cls = get_artifact(name).config_class()
+        overrides = cfg.artifacts.get(name, {})
+        if cls is None:
+            out[name] = None
+            continue
+        try:
+            out[name] = load_config(cls, None, extra=dict(overrides))
+        except ConfigError as exc:
+            raise ConfigError(f"artifacts.{name}: {exc}") from exc
+    return out
+
+
+def _all_artifact_names() -> list[str]:
+    from ..artifacts import ARTIFACTS
+
+    return sorted(ARTIFACTS)
+
+
+def method_requires(entry: MethodEntry, display: str) -> list[str]:
+    try:
+        cls = get_method_class(entry.method)
+    except KeyError as exc:
+        raise ConfigError(f"methods.{display}.method: {exc.args[0]}") from exc
+    try:
+        return cls(world=None, options=dict(entry.options), seed=0).requires()  # type: ignore[arg-type]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"methods.{display}.options: {exc}") from exc
+
+
+def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> Plan:
+    if not cfg.methods:
+        raise ConfigError("methods: the sweep names no methods; add at least one entry (see experiments/).")
+    if not cfg.seeds:
+        raise ConfigError("seeds: empty list; give at least one seed, e.g. seeds: [0].")
+    if not tasks:
+        raise ConfigError("tasks: the sweep names no tasks; add entries or use a micro world.")
+    requires = {m: method_requires(e, m) for m, e in cfg.methods.items()}
+    names = closure(sorted({a for r in requires.values() for a in r}))
+    configs = artifact_configs(cfg, names)
+
+    nodes: dict[tuple[str, int | None], ArtifactNode] = {}
+
+    def node(name: str, seed: int) -> ArtifactNode:
+        defn = get_artifact(name)
+        s = seed if defn.seeded or any(node(d, seed).seed is not None for d in defn.deps) else None
+        if (name, s) in nodes:
+            return nodes[(name, s)]
+        deps = {d: node(d, seed).key for d in defn.deps}
+        key = config_hash("artifact", name, world_key, to_dict(configs[name]) if configs[name] is not None else None,
+                          s, deps)
+        nodes[(name, s)] = ArtifactNode(name, s, key, deps, configs[name])
+        return nodes[(name, s)]
+
+    cells: list[Cell] = []
+    for display, entry in cfg.methods.items():
+        for seed in cfg.seeds:
+            arts = {a: node(a, seed) for a in closure(requires[display])}
+            seeded = any(n.seed is not None for n in arts.values()) or float(entry.options.get("temperature", 0)) > 0
+            for tname, spec in tasks.items():
+                limit = spec.limit if cfg.limit is None else min(x for x in (spec.limit, cfg.limit) if x is not None)
+                spec = TaskSpec(spec.task, spec.data, limit, spec.max_new_tokens)
+                key = config_hash("cell", __version__, world_key, entry.method, dict(entry.options), to_dict(spec),
+                                  seed if seeded else None, {a: n.key for a, n in arts.items()})
+                cells.append(Cell(display, entry, tname, spec, seed, key, {a: n.key for a, n in arts.items()}, seeded))
+    order = {n: i for i, n in enumerate(names)}
+    artifacts = sorted(nodes.values(), key=lambda n: (order[n.name], -1 if n.seed is None else n.seed))
+    return Plan(world_key, artifacts, cells)
+
+
+def select(plan: Plan, pattern: str | None) -> Plan:
+    """Keep the cells whose `method/task/seedN` label (or method or task name) matches the glob, and their artifacts."""
+    if not pattern:
+        return plan
+    pats = [p.strip() for p in pattern.split(",") if p.strip()]
+
+    def hit(cell: Cell) -> bool:
+        return any(fnmatch.fnmatchcase(x, p) for p in pats for x in (cell.label, cell.method, cell.task,
+                                                                      f"{cell.method}/{cell.task}"))
+
+    cells = [c for c in plan.cells if hit(c)]
+    if not cells:
+        raise ConfigError(f"--only '{pattern}' matches no cell; labels look like "
+                          f"'{plan.cells[0].label}' (globs allowed, comma-separated).")
+    needed = {k for c in cells for k in c.artifacts.values()}
+    return Plan(plan.world_key, [n for n in plan.artifacts if n.key in needed], cells)
