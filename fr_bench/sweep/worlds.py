@@ -46,12 +46,25 @@ def _check_checkpoints(wc: WorldConfig) -> None:
 
 
 def planned_tasks(cfg: SweepConfig) -> dict[str, TaskSpec]:
-    """The evaluation tasks by display name; a micro world without `tasks:` evaluates its four micro tasks."""
-    if cfg.tasks:
-        return {name: TaskSpec(t.task, t.data, t.limit, t.max_new_tokens) for name, t in cfg.tasks.items()}
-    if cfg.world.kind == "micro":
-        return {name: TaskSpec(task) for name, task in MICRO_TASKS.items()}
-    return {}
+    """The evaluation tasks by display name; a micro world without `tasks:` evaluates its four micro tasks.
+
+    Task names and explicit data files are checked here, before any model is built or trained."""
+    from ..tasks import task_names
+
+    if not cfg.tasks:
+        return {name: TaskSpec(task) for name, task in MICRO_TASKS.items()} if cfg.world.kind == "micro" else {}
+    known = task_names()
+    for name, t in cfg.tasks.items():
+        if t.task not in known:
+            raise ConfigError(f"tasks.{name}.task: '{t.task}' is not a registered task; known: {', '.join(known)}.")
+        if t.data is not None:
+            path = Path(t.data).expanduser()
+            if not path.exists():
+                raise ConfigError(f"tasks.{name}.data: file '{t.data}' does not exist; fix the path, or drop "
+                                  f"`data` to load the task's Hub dataset.")
+            if path.is_file() and path.stat().st_size == 0:
+                raise ConfigError(f"tasks.{name}.data: file '{t.data}' is empty; point it at the benchmark's rows.")
+    return {name: TaskSpec(t.task, t.data, t.limit, t.max_new_tokens) for name, t in cfg.tasks.items()}
 
 
 def resolve_world(cfg: SweepConfig) -> World:
