@@ -7,7 +7,11 @@ from typing import Callable
 from .base import Generation, Method
 
 _REGISTRY: dict[str, type[Method]] = {}
-_BUILTIN_MODULES: tuple[str, ...] = ()  # filled as methods land, e.g. "fr_bench.methods.fusionroute"
+_BUILTIN_MODULES: tuple[str, ...] = (
+    "fr_bench.methods.fusionroute",
+    "baselines.single_model",
+    "baselines.token_confidence",
+)
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:

@@ -1,0 +1,87 @@
+"""Decode policies: at each step, which models to consult and how to turn their logits into one distribution.
+
+A policy is a small object with `step(run) -> (logits [B, V], choices [B] | None)`; `run(i)` returns model i's
+next-token outputs (running it, with lazy catch-up, only when asked). Model indices refer to the engine's model list.
+A new token-level routing idea is one more class here (or in its own file) plus a `Method` that builds the engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .engine import Run
+
+COMBINE_RULES = ("logprob", "logit")
+CONFIDENCE_CRITERIA = ("max_prob", "entropy")
+
+
+@dataclass
+class SingleModel:
+    """One model decodes alone: a domain expert, the base, a merged or fine-tuned model."""
+
+    model: int = 0
+
+    def step(self, run: Run) -> tuple[torch.Tensor, None]:
+        return run(self.model).logits, None
+
+
+def routed_logits(run: Run, experts: list[int], choices: torch.Tensor) -> torch.Tensor:
+    """Row b gets the logits of expert `experts[choices[b]]`; only experts some row chose are run."""
+    chosen = sorted(set(choices.tolist()))
+    logits = run(experts[chosen[0]]).logits
+    for e in chosen[1:]:
+        logits = torch.where((choices == e).unsqueeze(-1), run(experts[e]).logits, logits)
+    return logits
+
+
+@dataclass
+class FusionRoute:
+    """FusionRoute (arXiv 2601.05106): the router picks one expert per token and adds its own logits.
+
+    e_t = argmax_i softmax(W h_t)_i, then log pi(y_t) = log_softmax(z_router) + log_softmax(z_{e_t}) (`combine:
+    logprob`, the paper's rule) or z_router + z_{e_t} (`combine: logit`). `complement=False` is the ablation without
+    complementary logits: the selected expert's logits alone.
+    """
+
+    router: int
+    experts: list[int]
+    complement: bool = True
+    combine: str = "logprob"
+
+    def __post_init__(self) -> None:
+        if self.combine not in COMBINE_RULES:
+            raise ValueError(f"combine '{self.combine}' is unknown; use one of {COMBINE_RULES}")
+
+    def step(self, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
+        router = run(self.router)
+        choices = router.routing_logits.argmax(-1)      # argmax of softmax = argmax of the head's scores
+        expert = routed_logits(run, self.experts, choices)
+        if not self.complement:
+            return expert, choices
+        if self.combine == "logprob":
+            return expert.log_softmax(-1) + router.logits.log_softmax(-1), choices
+        return expert + router.logits, choices
+
+
+@dataclass
+class Confidence:
+    """Training-free token-level routing (Collab-style baseline): every expert runs each step and the most confident
+    one (highest max probability, or lowest entropy) decides the token."""
+
+    experts: list[int]
+    criterion: str = "max_prob"
+
+    def __post_init__(self) -> None:
+        if self.criterion not in CONFIDENCE_CRITERIA:
+            raise ValueError(f"criterion '{self.criterion}' is unknown; use one of {CONFIDENCE_CRITERIA}")
+
+    def step(self, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = torch.stack([run(i).logits for i in self.experts])          # [N, B, V]
+        logp = logits.log_softmax(-1)
+        if self.criterion == "max_prob":
+            score = logp.max(-1).values
+        else:
+            score = (logp.exp() * logp).nansum(-1)                            # -entropy
+        choices = score.argmax(0)                                            # [B]
+        return logits[choices, torch.arange(logits.shape[1], device=logits.device)], choices

@@ -1,0 +1,73 @@
+"""FusionRoute and its two ablations as methods: a trained router + the frozen experts, decoded by the engine.
+
+- `fusionroute`: router after SFT then CDPO, complementary logits on (the full method).
+- `fusionroute_no_complement`: same router, logits of the selected expert only (the paper's ablation).
+- `fusionroute_sft_only`: router after SFT only, complementary logits on (the CDPO ablation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import ConfigError
+from ..decoding.engine import DecodeEngine
+from ..decoding.method import DecodeOptions, EngineMethod
+from ..decoding.policies import FusionRoute
+from ..models.expert_pool import ExpertPool
+from ..models.loading import check_same_vocabulary, checkpoint_location, freeze, torch_dtype
+from ..models.router import RouterModel
+from . import register_method
+
+STAGE_ARTIFACTS = {("sft",): "router_sft", ("sft", "cdpo"): "router_cdpo"}
+
+
+@dataclass
+class FusionRouteOptions(DecodeOptions):
+    complement: bool = True            # add the router's logits to the selected expert's (False = ablation)
+    combine: str = "logprob"           # logprob: log_softmax(z_r) + log_softmax(z_e) (paper); logit: z_r + z_e
+    stages: list[str] = field(default_factory=lambda: ["sft", "cdpo"])   # which trained router to use
+
+
+@register_method("fusionroute")
+class FusionRouteMethod(EngineMethod):
+    options_schema = FusionRouteOptions
+    defaults: dict = {}
+
+    def __init__(self, world, options=None, seed: int = 0) -> None:
+        super().__init__(world, {**self.defaults, **(options or {})}, seed)
+        if tuple(self.cfg.stages) not in STAGE_ARTIFACTS:
+            raise ConfigError(f"method '{self.name}': stages {self.cfg.stages} are not a trained router; use one of "
+                              f"{[list(s) for s in STAGE_ARTIFACTS]}")
+
+    def requires(self) -> list[str]:
+        return [STAGE_ARTIFACTS[tuple(self.cfg.stages)]]
+
+    def load(self, artifacts: dict[str, Path]) -> None:
+        name = self.requires()[0]
+        if name not in artifacts:
+            raise KeyError(f"method '{self.name}' needs artifact '{name}' (the trained router); it was not built")
+        router_dir = checkpoint_location("router", str(artifacts[name]))
+        vocab_size = check_same_vocabulary("router", router_dir, self.world.tokenizer, None)
+        router = RouterModel.from_pretrained(router_dir, dtype=torch_dtype(self.dtype))
+        if router.expert_names != self.world.expert_names:
+            raise ValueError(f"router '{router_dir}' was trained for experts {router.expert_names} but the world has "
+                             f"{self.world.expert_names} (names and order must match: the head's outputs index them); "
+                             "retrain the router for this world or fix world.experts")
+        if self.cfg.attn_implementation is not None:
+            router.lm.set_attn_implementation(self.cfg.attn_implementation)
+        pool = ExpertPool.load(self.world.experts, self.world.tokenizer, self.dtype, self.device,
+                               self.cfg.attn_implementation, vocab_size=vocab_size)
+        policy = FusionRoute(router=0, experts=list(range(1, len(pool) + 1)), complement=self.cfg.complement,
+                             combine=self.cfg.combine)
+        self.engine = DecodeEngine([freeze(router.to(self.device)), *pool.models], policy, self.tokenizer(),
+                                   lazy=self.cfg.lazy)
+
+
+@register_method("fusionroute_no_complement")
+class FusionRouteNoComplement(FusionRouteMethod):
+    defaults = {"complement": False}
+
+
+@register_method("fusionroute_sft_only")
+class FusionRouteSFTOnly(FusionRouteMethod):
+    defaults = {"stages": ["sft"]}
