@@ -1,0 +1,253 @@
+"""A Bradley–Terry reward model trained on the preference pairs CDPO uses.
+
+The paper's Sequence Selection and Collab baselines score candidates with a public reward model; the micro world has
+none, so we train one the standard way (InstructGPT / TRL RewardTrainer): a sequence classifier with one output,
+initialised from the world's base LM, read at the last token of prompt + response, and fitted with
+−log σ(r(x, y_w) − r(x, y_l)). It sees exactly the pairs CDPO sees, so neither side gets extra supervision.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from fr_bench.chat import format_prompt
+from fr_bench.config import ConfigError
+from fr_bench.world import World
+
+
+@dataclass
+class RewardModelConfig:
+    """Training of the reward model; one item of a batch is one (chosen, rejected) pair."""
+
+    init: str = "base"                  # base | router_init (world fields) or a checkpoint path
+    lr: float = 1e-5                    # a randomly initialised micro world needs ~1e-3
+    weight_decay: float = 0.0
+    epochs: int = 1
+    max_steps: int = -1                 # > 0 caps optimizer steps (overrides epochs when reached first)
+    batch_size: int = 8
+    grad_accum: int = 1
+    grad_clip: float = 1.0              # 0 disables clipping
+    max_length: int = 1024              # prompt + response tokens; longer inputs lose the *start* of the prompt
+    val_fraction: float = 0.1           # pairs held out (seeded) to report pairwise accuracy
+    precision: str = "32-true"          # Lightning precision, e.g. bf16-mixed on GPU
+    accelerator: str = "auto"
+    log_every_n_steps: int = 10
+
+    def validate(self) -> "RewardModelConfig":
+        for key in ("batch_size", "grad_accum", "max_length"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"RewardModelConfig.{key} = {getattr(self, key)} must be >= 1.")
+        if self.lr <= 0:
+            raise ConfigError(f"RewardModelConfig.lr = {self.lr} must be > 0.")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"RewardModelConfig.val_fraction = {self.val_fraction} must be in [0, 1).")
+        if self.epochs < 1 and self.max_steps <= 0:
+            raise ConfigError("RewardModelConfig: set epochs >= 1 or max_steps > 0, otherwise nothing trains.")
+        return self
+
+    def init_path(self, world: World) -> str:
+        return {"base": world.base, "router_init": world.router_init}.get(self.init, self.init)
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """Mean −log σ(r_w − r_l) over pairs."""
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+
+
+def encode(tokenizer: Any, prompt: str, response: str, max_length: int) -> list[int]:
+    """Token ids of the model-input `prompt` followed by `response`, keeping the last `max_length` (the reward is
+    read at the final token, so the response end must survive truncation)."""
+    ids = (tokenizer(prompt, add_special_tokens=False)["input_ids"]
+           + tokenizer(response, add_special_tokens=False)["input_ids"])
+    return ids[-max_length:] if ids else [tokenizer.eos_token_id]
+
+
+def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(list(s), dtype=torch.long)
+        mask[i, :len(s)] = 1
+    return ids, mask
+
+
+def last_token_rewards(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Scalar rewards [B] of a sequence classifier (`base_model` + `score` head) read at each row's last real token
+    (right padding); pooling by the attention mask, not by the pad id, so an eos-as-pad tokenizer is safe."""
+    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    last = attention_mask.sum(dim=1) - 1
+    pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return model.score(pooled).squeeze(-1).float()
+
+
+class RewardModel:
+    """A trained reward model: `score(prompts, responses)`, prompts given as model input (chat-formatted)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, max_length: int = 1024) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    @property
+    def pad_id(self) -> int:
+        t = self.tokenizer
+        return t.pad_token_id if t.pad_token_id is not None else t.eos_token_id
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, dtype: str = "float32",
+                        device: str | torch.device = "cpu") -> "RewardModel":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from fr_bench.models.loading import freeze, torch_dtype
+
+        directory = Path(directory)
+        meta = json.loads((directory / "reward_model.json").read_text())
+        model = AutoModelForSequenceClassification.from_pretrained(directory, dtype=torch_dtype(dtype))
+        return cls(freeze(model.to(device)), AutoTokenizer.from_pretrained(directory), meta["max_length"])
+
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 8) -> list[float]:
+        if len(prompts) != len(responses):
+            raise ValueError(f"score() got {len(prompts)} prompts but {len(responses)} responses; pass one each.")
+        seqs = [encode(self.tokenizer, p, r, self.max_length) for p, r in zip(prompts, responses)]
+        device = next(self.model.parameters()).device
+        out: list[float] = []
+        for start in range(0, len(seqs), batch_size):
+            ids, mask = _pad(seqs[start:start + batch_size], self.pad_id)
+            out += last_token_rewards(self.model, ids.to(device), mask.to(device)).tolist()
+        return out
+
+    def token_count(self, prompts: Sequence[str], responses: Sequence[str]) -> int:
+        """Tokens one `score` call runs through the model (for cost accounting)."""
+        return sum(len(encode(self.tokenizer, p, r, self.max_length)) for p, r in zip(prompts, responses))
+
+
+# --- training --------------------------------------------------------------------------------------------------
+
+def read_pairs(path: str | Path) -> list[dict[str, str]]:
+    rows = []
+    with open(path) as fh:
+        for i, line in enumerate(fh):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            missing = [k for k in ("prompt", "chosen", "rejected") if k not in row]
+            if missing:
+                raise KeyError(f"{path} line {i + 1} lacks {missing}: preference rows need prompt/chosen/rejected "
+                               f"(got keys {sorted(row)}).")
+            rows.append({k: row[k] for k in ("prompt", "chosen", "rejected")})
+    if not rows:
+        raise ValueError(f"{path} holds no preference pairs; the reward model has nothing to learn from.")
+    return rows
+
+
+def encode_pairs(rows: Sequence[dict[str, str]], tokenizer: Any, max_length: int) -> list[tuple[list[int], list[int]]]:
+    """Pairs from the JSONL (prompt = the raw user message) -> (chosen ids, rejected ids) after chat formatting."""
+    out = []
+    for r in rows:
+        prompt = format_prompt(tokenizer, r["prompt"])
+        out.append((encode(tokenizer, prompt, r["chosen"], max_length),
+                    encode(tokenizer, prompt, r["rejected"], max_length)))
+    return out
+
+
+def collate_pairs(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """One batch of 2B rows: the B chosen sequences, then the B rejected ones."""
+    ids, mask = _pad([c for c, _ in pairs] + [r for _, r in pairs], pad_id)
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+class RewardModule(L.LightningModule):
+    """Wires pair batches to `bradley_terry_loss`; logs loss and pairwise accuracy."""
+
+    def __init__(self, model: torch.nn.Module, cfg: RewardModelConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+
+    def _step(self, batch: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+        rewards = last_token_rewards(self.model, batch["input_ids"], batch["attention_mask"])
+        chosen, rejected = rewards.chunk(2)
+        loss = bradley_terry_loss(chosen, rejected)
+        n = chosen.shape[0]
+        self.log(f"{prefix}_loss", loss, prog_bar=True, batch_size=n)
+        self.log(f"{prefix}_acc", (chosen > rejected).float().mean(), batch_size=n)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+
+def pairwise_accuracy(rm: RewardModel, pairs: Sequence[dict[str, str]], batch_size: int = 8) -> float:
+    """Share of pairs with r(chosen) > r(rejected); prompts are raw user messages as in the pairs JSONL."""
+    prompts = [format_prompt(rm.tokenizer, r["prompt"]) for r in pairs]
+    chosen = rm.score(prompts, [r["chosen"] for r in pairs], batch_size)
+    rejected = rm.score(prompts, [r["rejected"] for r in pairs], batch_size)
+    return sum(c > r for c, r in zip(chosen, rejected)) / max(len(pairs), 1)
+
+
+def train_reward_model(world: World, pairs_path: str | Path, cfg: RewardModelConfig, out_dir: str | Path,
+                       seed: int = 0) -> dict[str, Any]:
+    """Fit the reward model on `pairs_path` and write it (save_pretrained + tokenizer + reward_model.json) to
+    `out_dir`; returns the metrics written there (pairwise accuracy on the train and held-out pairs)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from fr_bench.training.guards import NonFiniteLossGuard
+
+    cfg.validate()
+    out_dir = Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(world.tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = read_pairs(pairs_path)
+    random.Random(seed).shuffle(rows)
+    n_val = int(len(rows) * cfg.val_fraction)
+    val_rows, train_rows = rows[:n_val], rows[n_val:]
+
+    L.seed_everything(seed, verbose=False)
+    model = AutoModelForSequenceClassification.from_pretrained(cfg.init_path(world), num_labels=1,
+                                                               dtype=torch.float32)
+    model.config.pad_token_id = pad_id
+    loader = partial(DataLoader, batch_size=cfg.batch_size, collate_fn=partial(collate_pairs, pad_id=pad_id))
+    train = loader(encode_pairs(train_rows, tokenizer, cfg.max_length), shuffle=True,
+                   generator=torch.Generator().manual_seed(seed))
+    val = loader(encode_pairs(val_rows, tokenizer, cfg.max_length)) if val_rows else None
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs if cfg.epochs >= 1 else -1, max_steps=cfg.max_steps, accelerator=cfg.accelerator,
+        devices=1, precision=cfg.precision, accumulate_grad_batches=cfg.grad_accum,
+        gradient_clip_val=cfg.grad_clip or None, logger=L.pytorch.loggers.CSVLogger(str(out_dir), "logs", version=0),
+        callbacks=[NonFiniteLossGuard("reward_model")], enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, log_every_n_steps=cfg.log_every_n_steps, num_sanity_val_steps=0)
+    start = time.perf_counter()
+    model.train()
+    trainer.fit(RewardModule(model, cfg), train_dataloaders=train, val_dataloaders=val)
+    model.eval()
+    seconds = time.perf_counter() - start
+
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    rm = RewardModel(model, tokenizer, cfg.max_length)
+    metrics = {"train_pairs": len(train_rows), "val_pairs": len(val_rows), "steps": trainer.global_step,
+               "seconds": round(seconds, 2), "train_accuracy": pairwise_accuracy(rm, train_rows, cfg.batch_size),
+               "val_accuracy": pairwise_accuracy(rm, val_rows, cfg.batch_size) if val_rows else None}
+    (out_dir / "reward_model.json").write_text(json.dumps(
+        {"max_length": cfg.max_length, "init": cfg.init_path(world), "pairs": str(pairs_path), "seed": seed,
+         "config": asdict(cfg), "metrics": metrics}, indent=2) + "\n")
+    return metrics
