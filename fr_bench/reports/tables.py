@@ -184,7 +184,8 @@ def main_table_markdown(summary: SweepSummary) -> str:
 
 
 def main_table_latex(summary: SweepSummary) -> str:
-    return main_grid(summary).to_latex(comment=f"fr_bench sweep '{summary.sweep.name}'. {main_caption(summary)}")
+    caption = main_caption(summary).replace("±", "+/-").replace("†", "dagger")  # keep the .tex file ASCII
+    return main_grid(summary).to_latex(comment=f"fr_bench sweep '{summary.sweep.name}'. {caption}")
 
 
 def main_table_csv(summary: SweepSummary) -> str:
@@ -231,7 +232,7 @@ def metrics_markdown(summary: SweepSummary) -> str:
 
 def metrics_latex(summary: SweepSummary) -> str:
     return "\n".join(metrics_grid(summary, t).to_latex(comment=f"{benchmark_label(t)}: all metrics, x100, "
-                                                               f"mean ± CI half-width") for t in summary.tasks)
+                                                               f"mean +/- CI half-width") for t in summary.tasks)
 
 
 def metrics_csv(summary: SweepSummary) -> str:
