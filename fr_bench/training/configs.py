@@ -44,6 +44,9 @@ class SFTConfig:
     train_lm: bool = True                 # paper: the whole router LM trains; False = routing head only
     precision: str = "32-true"            # Lightning precision, e.g. bf16-mixed on GPU
     accelerator: str = "auto"
+    devices: str = "auto"                 # Lightning Trainer devices / strategy / num_nodes (the sweep sets these)
+    strategy: str = "auto"
+    num_nodes: int = 1
     signal_batch_size: int = 8            # batch size of the one-off frozen-expert pass that builds the signal cache
     seed: int = 0
     log_every_n_steps: int = 1
@@ -71,7 +74,7 @@ class SFTConfig:
 
 
 @dataclass
-class PairSamplingConfig:
+class PairsConfig:
     """How preference pairs are made: sampled from the stage-1 system and labelled by the domain verifiers, or read."""
 
     source: str = "sample"                # sample (micro world: verifiers label samples) | file (JSONL / Hub dataset)
@@ -89,8 +92,8 @@ class PairSamplingConfig:
     chosen_column: str = "chosen"
     rejected_column: str = "rejected"
 
-    def validate(self) -> "PairSamplingConfig":
-        _check_choice("PairSamplingConfig", "source", self.source, ("sample", "file"))
+    def validate(self) -> "PairsConfig":
+        _check_choice("PairsConfig", "source", self.source, ("sample", "file"))
         if self.source == "file" and not self.path:
             raise ConfigError("pairs.source = 'file' needs pairs.path (a JSONL file or Hub dataset with "
                               "prompt/chosen/rejected columns).")
@@ -118,9 +121,12 @@ class CDPOConfig:
     mix_ratio: float = 1.0                # SFT samples per CDPO pair (paper: 1:1); 0 = CDPO pairs only
     mix_sft_loss: str = "lm+route"        # loss of the mixed-in SFT samples; the paper's text is ambiguous
     max_precompute_gb: float = 8.0        # form=combined keeps the selected expert's log-softmax per response token
-    pairs: PairSamplingConfig = field(default_factory=PairSamplingConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
     precision: str = "32-true"
     accelerator: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
     precompute_batch_size: int = 8
     seed: int = 0
     log_every_n_steps: int = 1
@@ -138,4 +144,23 @@ class CDPOConfig:
         if self.epochs < 1 and self.max_steps <= 0:
             raise ConfigError("CDPOConfig: set epochs >= 1 or max_steps > 0, otherwise nothing trains.")
         self.pairs.validate()
+        return self
+
+
+@dataclass
+class FinetuneConfig:
+    """The direct fine-tuning baseline: the router's init, the same SFT then DPO recipe, no routing (paper)."""
+
+    sft: SFTConfig = field(default_factory=SFTConfig)     # route keys are unused (there is no routing head)
+    dpo: CDPOConfig = field(default_factory=CDPOConfig)   # form is unused: plain DPO of the LM
+    pairs_from: str = "self"              # self: pairs sampled from the fine-tuned SFT model (paper's recipe) |
+    #                                       given: the pairs handed in (e.g. the FusionRoute SFT system's pairs)
+    devices: str = "auto"                 # copied into sft/dpo by stages.train_finetuned_from_config
+    strategy: str = "auto"
+    num_nodes: int = 1
+
+    def validate(self) -> "FinetuneConfig":
+        _check_choice("FinetuneConfig", "pairs_from", self.pairs_from, ("self", "given"))
+        self.sft.validate()
+        self.dpo.validate()
         return self
