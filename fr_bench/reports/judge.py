@@ -53,6 +53,7 @@ answer A is better, "[[B]]" if answer B is better, or "[[C]]" for a tie.
 {answer_b}
 [End of Answer B]"""
 PLACEHOLDERS = ("{question}", "{answer_a}", "{answer_b}")
+PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 VERDICT = re.compile(r"\[\[(A|B|C)\]\]")
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -164,9 +165,10 @@ class PairwiseJudge:
             self.headers["Authorization"] = f"Bearer {key}"
 
     def prompt(self, question: str, answer_a: str, answer_b: str) -> str:
-        # str.replace, not str.format: answers and templates may contain braces
-        return (self.config.prompt_template.replace("{question}", question).replace("{answer_a}", answer_a)
-                .replace("{answer_b}", answer_b))
+        # one pass over the template, not str.format or chained replaces: templates may hold other braces, and an
+        # answer that contains "{answer_b}" must stay as written
+        values = {"{question}": question, "{answer_a}": answer_a, "{answer_b}": answer_b}
+        return PLACEHOLDER_RE.sub(lambda m: values[m.group(0)], self.config.prompt_template)
 
     def verdict(self, question: str, answer_a: str, answer_b: str) -> Verdict:
         cfg = self.config
@@ -314,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="YAML with JudgeConfig keys (base_url is required)")
     parser.add_argument("--no-render", action="store_true", help="do not re-render report.md afterwards")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the judge config")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         config = load_config(JudgeConfig, args.config, args.overrides)
         sweep = load_sweep(args.sweep_dir)
