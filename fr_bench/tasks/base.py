@@ -13,13 +13,14 @@ from typing import Any, ClassVar, Sequence
 
 @dataclass
 class SampleResult:
-    """The score of one output: `metrics` holds this row's value of every task metric (1.0/0.0 or a fraction)."""
+    """The score of one output: `metrics` holds this row's value of every task metric (1.0/0.0 or a fraction), or a
+    list of values when the metric averages over parts of a row (IFEval's per-instruction accuracy)."""
 
     id: str
     extracted: Any
     gold: Any
     correct: bool
-    metrics: dict[str, float]
+    metrics: dict[str, float | list[float]]
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
