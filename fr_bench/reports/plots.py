@@ -16,13 +16,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
 from .summary import AVG, SweepSummary  # noqa: E402
 from .tables import DOMAIN_LABELS, benchmark_label  # noqa: E402
 
-# Okabe-Ito (colour-blind safe), then tab10 for longer method lists.
+# Okabe-Ito (colour-blind safe), then Paul Tol's muted scheme for longer method lists.
 METHOD_PALETTE = ["#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000",
-                  *plt.get_cmap("tab10").colors]
+                  "#882255", "#44AA99", "#999933", "#332288", "#AA4499", "#DDCC77", "#117733", "#88CCEE"]
 EXPERT_PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
          "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42,
@@ -68,7 +69,7 @@ def plot_scores(summary: SweepSummary, stem: Path) -> list[Path]:
     colors = method_colors(methods)
     width = 0.8 / len(methods)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(columns) * len(methods) + 1.5), 3.2))
+        fig, ax = plt.subplots(figsize=(min(11.0, max(6.0, 0.14 * len(columns) * len(methods) + 1.5)), 3.2))
         x = np.arange(len(columns))
         for i, m in enumerate(methods):
             means, errs, sig = [], [[], []], []
@@ -101,7 +102,7 @@ def plot_scores(summary: SweepSummary, stem: Path) -> list[Path]:
         ax.set_ylim(0, 105)
         ax.grid(axis="y", linewidth=0.4, alpha=0.5)
         ax.set_axisbelow(True)
-        ax.legend(ncol=min(len(methods), 5), loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+        ax.legend(ncol=min(len(methods), 6), loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
         ax.set_title(f"{summary.sweep.name}: primary metric per benchmark")
         fig.tight_layout()
         return _save(fig, stem)
@@ -117,7 +118,7 @@ def plot_ablation_deltas(summary: SweepSummary, stem: Path) -> list[Path]:
     colors = method_colors(summary.methods)
     width = 0.8 / len(ablations)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(columns) * len(ablations) + 1.5), 3.0))
+        fig, ax = plt.subplots(figsize=(min(10.0, max(5.0, 0.3 * len(columns) * len(ablations) + 1.5)), 3.0))
         x = np.arange(len(columns))
         for i, m in enumerate(ablations):
             deltas, errs = [], [[], []]
@@ -280,6 +281,25 @@ def plot_routing_map(summary: SweepSummary, stem: Path, per_domain: int = 2, wid
         return _save(fig, stem, tight=False)
 
 
+def _spread_labels(points: list[tuple[str, float, float]], min_gap: float | None = None) -> list[float]:
+    """Label heights for (name, x, y) points: labels of points at about the same x are pushed apart vertically
+    so they do not overlap (greedy, from the top)."""
+    ys = [y for _, _, y in points]
+    gap = min_gap if min_gap is not None else 0.045 * max(max(ys) - min(ys), 10.0)
+    order = sorted(range(len(points)), key=lambda i: -points[i][2])
+    placed: list[tuple[float, float]] = []  # (x, label y)
+    out = [0.0] * len(points)
+    for i in order:
+        _, x, y = points[i]
+        label = y
+        for px, py in placed:
+            if abs(px - x) <= 0.08 * max(abs(x), abs(px), 1e-9) and label > py - gap:
+                label = py - gap
+        placed.append((x, label))
+        out[i] = label
+    return out
+
+
 def plot_quality_vs_cost(summary: SweepSummary, stem: Path) -> list[Path]:
     """Avg score against decode cost, one labelled point per method; x is relative to a single expert when the
     sweep has experts, else decode tokens per sample. [] when no method has an Avg."""
@@ -291,16 +311,22 @@ def plot_quality_vs_cost(summary: SweepSummary, stem: Path) -> list[Path]:
     colors = method_colors(summary.methods)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.6, 3.4))
-        xs = []
+        points = []
         for m in methods:
             iv = summary.scores[(m, AVG)].interval
             lo, hi = _yerr(iv.mean, iv.low, iv.high)
-            x = cost[m]
-            xs.append(x)
-            ax.errorbar(x, 100 * iv.mean, yerr=[[lo], [hi]], fmt="o", color=colors[m], markersize=6, capsize=2,
-                        elinewidth=0.8, markeredgecolor="white", markeredgewidth=0.6)
-            ax.annotate(m, (x, 100 * iv.mean), textcoords="offset points", xytext=(5, 4), fontsize=8,
-                        color=colors[m])
+            points.append((m, cost[m], 100 * iv.mean))
+            ax.errorbar(cost[m], 100 * iv.mean, yerr=[[lo], [hi]], fmt="o", color=colors[m], markersize=6,
+                        capsize=2, elinewidth=0.8, markeredgecolor="white", markeredgewidth=0.6)
+        xs = [x for _, x, _ in points]
+        labels = _spread_labels(points)
+        beside = ax.transData + ScaledTranslation(6 / 72, 0, fig.dpi_scale_trans)  # 6 pt right of the point
+        for (m, x, y), label_y in zip(points, labels):
+            ax.annotate(m, (x, y), xytext=(x, label_y), textcoords=beside, fontsize=8, color=colors[m],
+                        va="center", **({} if label_y == y else
+                                        {"arrowprops": {"arrowstyle": "-", "color": "0.6", "lw": 0.5}}))
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, min(labels) - 1.0), high)
         if min(xs) > 0 and max(xs) / min(xs) > 4:
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
