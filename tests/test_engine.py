@@ -1,0 +1,125 @@
+"""The decode engine is exact: lazy catch-up, batching and the FusionRoute rule change cost, never the tokens."""
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_lms import one_thread, prompts_of_lengths, tiny_lm, tiny_router, tiny_tokenizer
+
+from fr_bench.decoding.engine import DecodeEngine
+from fr_bench.decoding.policies import FusionRoute, SingleModel
+
+FAMILIES = ["llama", "gemma2"]
+LENGTHS = (3, 9, 5, 1, 7)
+NEW = 24                       # > the Gemma-2 sliding window (4), so catch-ups cross it
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+def fusion_engine(family: str, tok, lazy: bool = True, complement: bool = True, router=None) -> DecodeEngine:
+    router = router or tiny_router(family, 0, n_experts=3)
+    experts = [tiny_lm(family, seed) for seed in (1, 2, 3)]
+    policy = FusionRoute(router=0, experts=[1, 2, 3], complement=complement)
+    return DecodeEngine([router, *experts], policy, tok, eos_ids=set(), lazy=lazy)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lazy_catch_up_equals_naive(family, tok):
+    prompts = prompts_of_lengths(LENGTHS)
+    lazy, naive = fusion_engine(family, tok, lazy=True), fusion_engine(family, tok, lazy=False)
+    for batch_size in (1, 8):
+        got, stats = lazy.generate_ids(prompts, NEW, batch_size=batch_size)
+        ref, ref_stats = naive.generate_ids(prompts, NEW, batch_size=batch_size)
+        assert [g.token_ids for g in got] == [r.token_ids for r in ref]
+        assert [g.expert_choices for g in got] == [r.expert_choices for r in ref]
+        assert ref_stats.catch_up_steps == 0 and stats.catch_up_steps > 0     # lazy really skipped forwards
+        assert sum(stats.forwards) < sum(ref_stats.forwards)
+    assert all(len(set(g.expert_choices)) > 1 for g in got)                 # the router switches experts
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_batched_equals_one_by_one(family, tok):
+    prompts = prompts_of_lengths(LENGTHS, seed=1)
+    engine = fusion_engine(family, tok)
+    batched, _ = engine.generate_ids(prompts, NEW, batch_size=len(prompts))
+    for prompt, out in zip(prompts, batched):
+        alone, _ = engine.generate_ids([prompt], NEW)
+        assert alone[0].token_ids == out.token_ids
+        assert alone[0].expert_choices == out.expert_choices
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_zero_router_logits_reduce_to_routed_experts(family, tok):
+    """With z_router = 0 the complement is a constant, so FusionRoute = routing alone (the no-complement ablation)."""
+    router = tiny_router(family, 0, n_experts=3)
+    head = router.lm.lm_head
+    router.lm.lm_head = torch.nn.Linear(head.in_features, head.out_features, bias=False)
+    torch.nn.init.zeros_(router.lm.lm_head.weight)
+    prompts = prompts_of_lengths(LENGTHS, seed=2)
+    fused, _ = fusion_engine(family, tok, router=router).generate_ids(prompts, NEW)
+    routed, _ = fusion_engine(family, tok, router=router, complement=False).generate_ids(prompts, NEW)
+    assert [f.token_ids for f in fused] == [r.token_ids for r in routed]
+    full, _ = fusion_engine(family, tok).generate_ids(prompts, NEW)     # and the real complement does change tokens
+    assert [f.token_ids for f in full] != [r.token_ids for r in routed]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_single_model_greedy_equals_hf_generate(family, tok):
+    model = tiny_lm(family, 5)
+    prompts = prompts_of_lengths(LENGTHS, seed=3)
+    got, _ = DecodeEngine([model], SingleModel(), tok, eos_ids=set()).generate_ids(prompts, NEW, batch_size=8)
+    for prompt, out in zip(prompts, got):
+        ref = model.generate(torch.tensor([prompt]), max_new_tokens=NEW, do_sample=False, eos_token_id=None,
+                             pad_token_id=0)
+        assert out.token_ids == ref[0, len(prompt):].tolist()
+        assert out.cost_tokens == len(prompt) + NEW - 1     # the last token is never fed back
+
+
+def test_gemma2_sliding_window_is_in_effect(tok):
+    """Guard for the tests above: with window 4 the tiny Gemma-2 decodes differently than with a long window."""
+    prompts = prompts_of_lengths(LENGTHS, seed=3)
+    short = DecodeEngine([tiny_lm("gemma2", 5)], SingleModel(), tok, eos_ids=set()).generate_ids(prompts, NEW)[0]
+    long = DecodeEngine([tiny_lm("gemma2", 5, sliding_window=256)], SingleModel(), tok,
+                        eos_ids=set()).generate_ids(prompts, NEW)[0]
+    assert [s.token_ids for s in short] != [g.token_ids for g in long]
+
+
+def test_stop_strings_and_eos(tok):
+    model = tiny_lm("llama", 7)
+    prompts = prompts_of_lengths((4, 6), seed=4)
+    free, _ = DecodeEngine([model], SingleModel(), tok, eos_ids=set()).generate_ids(prompts, NEW)
+    first = free[0].token_ids
+    stop = tok.decode([first[5]])                       # a word the first row generates at step 6
+    cut = free[0].text.find(stop)
+    got, _ = DecodeEngine([model], SingleModel(), tok, eos_ids=set()).generate_ids(prompts, NEW, stop=[stop])
+    assert got[0].finish_reason == "stop" and got[0].text == free[0].text[:cut]
+    assert got[0].token_ids == first[:len(got[0].token_ids)] and len(got[0].token_ids) <= 6
+    assert stop not in got[1].text and got[1].token_ids == free[1].token_ids[:len(got[1].token_ids)]
+
+    eos = first[3]                                       # pretend the 4th token is eos
+    ended, _ = DecodeEngine([model], SingleModel(), tok, eos_ids={eos}).generate_ids(prompts, NEW)
+    n = first.index(eos) + 1
+    assert ended[0].finish_reason == "eos" and ended[0].token_ids == first[:n]
+    assert ended[0].text == tok.decode(first[:n - 1])
+    if eos not in free[1].token_ids:                     # the other row is unaffected by row 0 leaving the batch
+        assert ended[1].token_ids == free[1].token_ids
+
+
+def test_sampling_is_seeded(tok):
+    engine = fusion_engine("llama", tok)
+    prompts = prompts_of_lengths((3, 5), seed=5)
+    a = engine.generate_ids(prompts, NEW, temperature=1.0, seed=0)[0]
+    b = engine.generate_ids(prompts, NEW, temperature=1.0, seed=0)[0]
+    c = engine.generate_ids(prompts, NEW, temperature=1.0, seed=1)[0]
+    greedy = engine.generate_ids(prompts, NEW)[0]
+    assert [x.token_ids for x in a] == [x.token_ids for x in b]
+    assert [x.token_ids for x in a] != [x.token_ids for x in c]
+    assert [x.token_ids for x in a] != [x.token_ids for x in greedy]
