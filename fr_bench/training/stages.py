@@ -20,11 +20,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..cache import atomic_write_json, atomic_write_jsonl
 from ..config import to_dict
+from ..models.expert_pool import ExpertPool
+from ..models.loading import freeze, torch_dtype
 from ..models.router import RouterModel
 from ..world import World
 from .cdpo import MixedDataset, RouterCDPO, collate_mixed, encode_pairs, precompute_pair_tables
 from .configs import CDPOConfig, FinetuneConfig, PairsConfig, SFTConfig
-from .expert_signals import load_or_compute_signals, open_frozen
+from .expert_signals import load_or_compute_signals
 from .guards import NonFiniteLossGuard
 from .preferences import fusionroute_engine, load_preference_pairs, sample_world_pairs, single_model_engine
 from .sft import RouterSFT, SFTDataset, collate_sft, load_sft_examples, read_jsonl
@@ -33,7 +35,6 @@ TRAIN_CONFIG = "train_config.json"
 METRICS = "metrics.json"
 PAIRS = "pairs.jsonl"
 SAMPLES = "pair_samples.jsonl"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def _device(accelerator: str) -> torch.device:
@@ -44,9 +45,7 @@ def _device(accelerator: str) -> torch.device:
 
 
 def _world_dtype(world: World) -> torch.dtype:
-    if world.dtype not in DTYPES:
-        raise ValueError(f"world.dtype = {world.dtype!r}: use one of {', '.join(DTYPES)}.")
-    return DTYPES[world.dtype]
+    return torch_dtype(world.dtype)
 
 
 def _tokenizer(world: World) -> tuple[Any, int]:
@@ -136,11 +135,12 @@ def build_router_pairs(world: World, cfg: PairsConfig, sft_dir: str | Path, out_
         pairs, log = load_preference_pairs(cfg), []
     else:
         tokenizer, _ = _tokenizer(world)
-        device, dtype = _device(accelerator), _world_dtype(world)
-        router = RouterModel.from_pretrained(sft_dir, dtype=dtype).to(device).eval()
-        experts = [open_frozen(path, device, dtype) for path in world.experts.values()]
-        pairs, log = sample_world_pairs(world, cfg, fusionroute_engine(router, experts, tokenizer), tokenizer, seed,
-                                        batch_size)
+        device = _device(accelerator)
+        router = freeze(RouterModel.from_pretrained(sft_dir, dtype=_world_dtype(world)).to(device))
+        pool = ExpertPool.load(world.experts, world.tokenizer, world.dtype, device,
+                               vocab_size=router.config.vocab_size)
+        pairs, log = sample_world_pairs(world, cfg, fusionroute_engine(router, pool.models, tokenizer), tokenizer,
+                                        seed, batch_size)
     _write_pairs(out_dir, pairs, log, "router_pairs")
     return out_dir / PAIRS
 
