@@ -15,7 +15,8 @@ from fr_bench.config import ConfigError, load_config
 from fr_bench.reports import judge as J
 from fr_bench.reports.judge import (JudgeConfig, JudgeError, PairJudgment, PairwiseJudge, TransportError, Verdict,
                                     judge_sweep, parse_verdict, urllib_transport, write_win_rates)
-from fr_bench.reports.schema import ResultRow, SweepFormatError, SweepMeta, load_sweep, write_meta, write_results, write_samples
+from fr_bench.reports.schema import (ResultRow, SweepFormatError, SweepMeta, load_sweep, write_meta, write_results,
+                                     write_samples)
 from fr_bench.reports.summary import summarize
 
 ANSWERS = re.compile(r"\[Answer A\]\n(.*)\n\[End of Answer A\]\n\n\[Answer B\]\n(.*)\n\[End of Answer B\]", re.S)

@@ -50,10 +50,6 @@ def _save(fig: plt.Figure, stem: Path, tight: bool = True) -> list[Path]:
     return paths
 
 
-def _column_label(summary: SweepSummary, column: str) -> str:
-    return AVG if column == AVG else benchmark_label(column)
-
-
 def _yerr(mean: float, low: float, high: float, clip: tuple[float, float] | None = (0.0, 1.0)) -> tuple[float, float]:
     if math.isnan(low) or math.isnan(high):
         return 0.0, 0.0
@@ -97,7 +93,7 @@ def plot_scores(summary: SweepSummary, stem: Path) -> list[Path]:
             ax.axvline(columns.index(AVG) - 0.5, color="0.7", linewidth=0.6, linestyle=":")
             if columns.index(AVG) < len(columns) - 1:
                 ax.axvline(columns.index(AVG) + 0.5, color="0.7", linewidth=0.6, linestyle=":")
-        ax.set_xticks(x, [_column_label(summary, c) for c in columns])
+        ax.set_xticks(x, [benchmark_label(c) for c in columns])
         ax.set_ylabel("Score (x100)")
         ax.set_ylim(0, 105)
         ax.grid(axis="y", linewidth=0.4, alpha=0.5)
@@ -137,7 +133,7 @@ def plot_ablation_deltas(summary: SweepSummary, stem: Path) -> list[Path]:
             ax.bar(x - 0.4 + width * (i + 0.5), deltas, width, yerr=errs, color=colors[m], label=m, capsize=2,
                    error_kw={"elinewidth": 0.8})
         ax.axhline(0, color="black", linewidth=0.6)
-        ax.set_xticks(x, [_column_label(summary, c) for c in columns])
+        ax.set_xticks(x, [benchmark_label(c) for c in columns])
         ax.set_ylabel(f"{summary.reference} − ablation (points)")
         ax.grid(axis="y", linewidth=0.4, alpha=0.5)
         ax.set_axisbelow(True)

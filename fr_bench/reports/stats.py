@@ -206,6 +206,7 @@ def average_paired(diffs: Sequence[PairedDiff]) -> PairedDiff:
     confidence = diffs[0].confidence
     low, high = percentile_bounds(resampled, confidence)
     return PairedDiff(diff=float(np.mean([d.diff for d in diffs])), low=low, high=high,
-                      mean_a=float(np.mean([d.mean_a for d in diffs])), mean_b=float(np.mean([d.mean_b for d in diffs])),
+                      mean_a=float(np.mean([d.mean_a for d in diffs])),
+                      mean_b=float(np.mean([d.mean_b for d in diffs])),
                       n_ids=sum(d.n_ids for d in diffs), n_pairs=sum(d.n_pairs for d in diffs),
                       confidence=confidence, resampled=resampled)
