@@ -75,10 +75,10 @@ def run_job(job: Job) -> list[str]:
         results = task.score(rows, [g.text for g in gens])
         metrics = task.aggregate(results)
         samples = []
-        for prompt, gen, res in zip(prompts, gens, results):
+        for row, gen, res in zip(rows, gens, results):
             tokens = [tokenizer.decode([t]) for t in gen.token_ids] if gen.expert_choices is not None else None
-            samples.append({**res.to_json(), "prompt": prompt, "output": gen.text, "expert_choices": gen.expert_choices,
-                            "tokens": tokens, "cost_tokens": gen.cost_tokens})
+            samples.append({**res.to_json(), "prompt": task.user_message(row), "output": gen.text,
+                            "expert_choices": gen.expert_choices, "tokens": tokens, "cost_tokens": gen.cost_tokens})
         result = {"method": job.method_display, "task": task_name, "domain": task.domain, "seed": job.seed,
                   "n": len(rows), "primary_metric": task.primary_metric, "primary": metrics[task.primary_metric],
                   "metrics": metrics, "cost_tokens": sum(g.cost_tokens for g in gens), "wall_s": round(wall, 3)}

@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ..artifacts import get_artifact
-from ..cache import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text, cache_root, is_complete
+from ..cache import atomic_dir, atomic_write_json, atomic_write_text, cache_root, is_complete
 from ..world import World
 from .cells import Job, cell_dir, cell_done, read_cell
 from .config import SweepConfig
@@ -84,28 +84,28 @@ def run_cells(plan: Plan, world: World, cfg: SweepConfig, force: bool = False, p
 
 def assemble(plan: Plan, world: World, cfg: SweepConfig, out_dir: Path) -> Path:
     """Write results.jsonl, samples/, lm-eval-style results.json, config.yaml and meta.json from finished cells."""
+    from ..reports.schema import ResultRow, SweepMeta, write_meta, write_results, write_samples
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[ResultRow] = []
     lm_eval: dict[str, Any] = {}
     for cell in plan.cells:
         if not cell_done(cell.key):
             continue
         result, samples = read_cell(cell.key)
-        row = {**result, "sweep": cfg.name, "method": cell.method, "seed": cell.seed, "method_group": cell.entry.group,
-               "cell_key": cell.key}
-        rows.append(row)
-        atomic_write_jsonl(out_dir / "samples" / cell.method / cell.task / f"seed{cell.seed}.jsonl", samples)
+        rows.append(ResultRow.from_json({**result, "sweep": cfg.name, "method": cell.method, "seed": cell.seed,
+                                         "method_group": cell.entry.group}, f"cell {cell.label}"))
+        write_samples(out_dir, cell.method, cell.task, cell.seed, samples)
         lm_eval.setdefault(cell.method, {}).setdefault(cell.task, {})[f"seed{cell.seed}"] = {
             **{f"{k},none": v for k, v in result["metrics"].items()}, "alias": cell.task, "n": result["n"]}
-    atomic_write_jsonl(out_dir / "results.jsonl", rows)
-    atomic_write_json(out_dir / "results.json", {"results": lm_eval, "config": OmegaConf.to_container(
-        OmegaConf.structured(cfg)), "n-samples": {r["task"]: r["n"] for r in rows}})
+    write_results(out_dir, rows)
+    container = OmegaConf.to_container(OmegaConf.structured(cfg))
+    atomic_write_json(out_dir / "results.json", {"results": lm_eval, "config": container})
     atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    atomic_write_json(out_dir / "meta.json", {
-        "sweep": cfg.name, "expert_names": world.expert_names, "reference_method": cfg.reference_method,
-        "methods": list(cfg.methods), "method_groups": {m: e.group for m, e in cfg.methods.items()},
-        "tasks": list(world.tasks), "seeds": list(cfg.seeds),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    write_meta(out_dir, SweepMeta(sweep=cfg.name, expert_names=world.expert_names,
+                                  reference_method=cfg.reference_method, methods=list(cfg.methods),
+                                  tasks=list(world.tasks), seeds=list(cfg.seeds),
+                                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")))
     return out_dir
 
 
