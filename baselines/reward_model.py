@@ -129,9 +129,9 @@ class RewardModel:
             out += last_token_rewards(self.model, ids.to(device), mask.to(device)).tolist()
         return out
 
-    def token_count(self, prompts: Sequence[str], responses: Sequence[str]) -> int:
-        """Tokens one `score` call runs through the model (for cost accounting)."""
-        return sum(len(encode(self.tokenizer, p, r, self.max_length)) for p, r in zip(prompts, responses))
+    def token_counts(self, prompts: Sequence[str], responses: Sequence[str]) -> list[int]:
+        """Tokens `score` runs through the model for each pair (for cost accounting)."""
+        return [len(encode(self.tokenizer, p, r, self.max_length)) for p, r in zip(prompts, responses)]
 
 
 # --- training --------------------------------------------------------------------------------------------------

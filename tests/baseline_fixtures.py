@@ -39,3 +39,21 @@ def make_lm(folder: Path, tokenizer, seed: int, hidden: int = 16, layers: int = 
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return model
+
+
+def train_to_say(folder: Path, tokenizer, prompts: list[str], response: str, seed: int, steps: int = 60):
+    """A tiny LM fitted (plain torch loop) to answer every prompt with `response` + eos; saved to `folder`."""
+    from fr_bench.chat import encode_example
+
+    model = make_lm(folder, tokenizer, seed).train()
+    batch = [encode_example(tokenizer, p, response) for p in prompts]
+    width = max(len(b["input_ids"]) for b in batch)
+    ids = torch.tensor([b["input_ids"] + [tokenizer.pad_token_id] * (width - len(b["input_ids"])) for b in batch])
+    labels = torch.tensor([b["labels"] + [-100] * (width - len(b["labels"])) for b in batch])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(input_ids=ids, attention_mask=(ids != tokenizer.pad_token_id).long(), labels=labels).loss.backward()
+        opt.step()
+    model.eval().save_pretrained(folder)
+    return model

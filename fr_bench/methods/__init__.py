@@ -11,6 +11,8 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "fr_bench.methods.fusionroute",
     "baselines.single_model",
     "baselines.token_confidence",
+    "baselines.merge_method",
+    "baselines.sequence_level",
 )
 
 
