@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .engine import Run
+from .engine import ModelOutput, Run
 
 COMBINE_RULES = ("logprob", "logit")
 CONFIDENCE_CRITERIA = ("max_prob", "entropy")
@@ -55,13 +55,17 @@ class FusionRoute:
 
     def step(self, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
         router = run(self.router)
-        choices = router.routing_logits.argmax(-1)      # argmax of softmax = argmax of the head's scores
+        choices = self.choose(router)
         expert = routed_logits(run, self.experts, choices)
         if not self.complement:
             return expert, choices
         if self.combine == "logprob":
             return expert.log_softmax(-1) + router.logits.log_softmax(-1), choices
         return expert + router.logits, choices
+
+    def choose(self, router: ModelOutput) -> torch.Tensor:
+        """e_t per row: the argmax of the routing weights (= argmax of the head's scores)."""
+        return router.routing_logits.argmax(-1)
 
 
 @dataclass

@@ -1,0 +1,212 @@
+"""What FusionRoute decoding costs over one expert decoding alone, and what it holds in memory.
+
+Same prompts, greedy, a fixed number of new tokens (eos disabled, so every method decodes the same lengths):
+(a) one expert alone, (b) FusionRoute (router + 3 equal-size experts, lazy catch-up), (c) the naive engine (every
+model every step), at batch 1 and batch 8; repeats are interleaved (a, b, c, a, b, c, ...) and medians reported, so
+load from other processes hits all three alike. Models have random weights of a given shape (no download).
+
+Routing realism: a random routing head switches experts at almost every token (or never, when a random model loops).
+The benchmark therefore draws expert choices from a seeded schedule (`ScheduledRouting`): each row stays on the home
+expert of its same-domain batch (e.g. all GSM8K -> math) and spends a `--router-switch-rate` share of tokens on the
+other experts, in excursions of mean length `--excursion` tokens (default 1: independent per token, the worst case
+for catch-up since every excursion is two switches). The router still runs every step and the rest of the
+FusionRoute policy is the real one; the measured rate is reported.
+
+Memory: torch.cuda.max_memory_allocated (GPU) or the peak RSS (CPU: /proc VmHWM, reset before the run, minus what the
+process held apart from the weights just before it) during a FusionRoute batch-8 run, over the bytes of all model
+weights plus the KV caches that run filled.
+
+Prints one JSON object as its last line. Run:
+  .venv/bin/python benchmarks/decode_overhead.py                                # micro Llama models, CPU
+  .venv/bin/python benchmarks/decode_overhead.py --shape llama-3.2-1b --device cuda --dtype bfloat16
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import torch
+
+from fr_bench.decoding.engine import DecodeEngine, ModelOutput
+from fr_bench.decoding.policies import FusionRoute, SingleModel
+from fr_bench.models.loading import freeze, torch_dtype
+from fr_bench.models.router import RouterModel
+
+SHAPES = {
+    "micro": ("llama", dict(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                            num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048)),
+    "llama-3.2-1b": ("llama", dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                                   num_attention_heads=32, num_key_value_heads=8, head_dim=64, rope_theta=500000.0,
+                                   max_position_embeddings=131072, tie_word_embeddings=True)),
+    "gemma-2-2b": ("gemma2", dict(vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
+                                  num_attention_heads=8, num_key_value_heads=4, head_dim=256, sliding_window=4096,
+                                  final_logit_softcapping=30.0, attn_logit_softcapping=50.0,
+                                  query_pre_attn_scalar=256, max_position_embeddings=8192)),
+}
+N_EXPERTS = 3
+
+
+def random_lm(shape: str, seed: int, dtype: torch.dtype, device: str) -> torch.nn.Module:
+    from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    family, kwargs = SHAPES[shape]
+    config = (LlamaConfig if family == "llama" else Gemma2Config)(**kwargs)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = (LlamaForCausalLM if family == "llama" else Gemma2ForCausalLM)(config)
+    return freeze(model.to(dtype))
+
+
+@dataclass
+class ScheduledRouting(FusionRoute):
+    """FusionRoute whose expert choices follow a seeded schedule; the router still runs (and costs) every step.
+
+    Each row stays on expert 0 (the home expert of a same-domain batch) and spends a `switch_rate` share of tokens
+    on other experts, in excursions of mean length `excursion` tokens (a Markov chain per row; 1 = independent
+    per token, the worst case for catch-up since every excursion is two switches)."""
+
+    switch_rate: float = 0.05
+    excursion: float = 1.0
+    seed: int = 0
+
+    def reseed(self) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.current: torch.Tensor | None = None
+
+    def choose(self, router: ModelOutput) -> torch.Tensor:
+        rows = router.logits.shape[0]
+        if self.current is None:
+            self.current = torch.zeros(rows, dtype=torch.long)
+        back = 1.0 / self.excursion                                     # P(return home | away)
+        leave = self.switch_rate * back / (1.0 - self.switch_rate)      # stationary away share = switch_rate
+        u = torch.rand(rows, generator=self.generator)
+        other = torch.randint(1, len(self.experts), (rows,), generator=self.generator)
+        home = self.current == 0
+        self.current = torch.where(home, torch.where(u < leave, other, 0), torch.where(u < back, 0, self.current))
+        return self.current.to(router.logits.device)
+
+
+def peak_memory_reset(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")     # resets VmHWM (Linux)
+
+
+def peak_memory(device: str) -> int:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated()
+    status = Path("/proc/self/status").read_text()
+    return int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) * 1024
+
+
+def base_memory(device: str) -> int:
+    """RSS now (CPU; 0 on GPU): with the weights subtracted, what the interpreter and libraries hold."""
+    if device.startswith("cuda"):
+        return 0
+    status = Path("/proc/self/status").read_text()
+    return int(next(l for l in status.splitlines() if l.startswith("VmRSS")).split()[1]) * 1024
+
+
+def weight_bytes(models: list[torch.nn.Module]) -> int:
+    return sum(p.numel() * p.element_size() for m in models for p in m.parameters())
+
+
+def cache_bytes(engine: DecodeEngine) -> int:
+    return sum(t.numel() * t.element_size() for m in engine.models for layer in m.cache.layers
+               for t in (layer.keys, layer.values) if getattr(layer, "is_initialized", False) and t is not None)
+
+
+def timed(engine: DecodeEngine, prompts: list[list[int]], new_tokens: int, device: str):
+    if isinstance(engine.policy, ScheduledRouting):
+        engine.policy.reseed()                   # fusion and naive see the same schedule
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    outputs, stats = engine.generate_ids(prompts, new_tokens, batch_size=len(prompts))
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, outputs, stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="micro")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--prompt-len", type=int, default=64, help="mean prompt length (batch rows vary +-25%%)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--router-switch-rate", type=float, default=0.05, help="share of tokens off the home expert")
+    parser.add_argument("--excursion", type=float, default=1.0, help="mean tokens per stay off the home expert")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    dtype = torch_dtype(args.dtype)
+    vocab = SHAPES[args.shape][1]["vocab_size"]
+    router = RouterModel(random_lm(args.shape, 0, dtype, args.device), [f"expert{i}" for i in range(N_EXPERTS)])
+    router = freeze(router.to(args.device))
+    experts = [random_lm(args.shape, 1 + i, dtype, args.device) for i in range(N_EXPERTS)]
+    tok = SimpleNamespace(pad_token_id=0, eos_token_id=None, decode=lambda ids, **kw: "")   # no text needed
+    routing = dict(router=0, experts=[1, 2, 3], switch_rate=args.router_switch_rate, excursion=args.excursion)
+    engines = {
+        "single": DecodeEngine([experts[0]], SingleModel(), tok, eos_ids=set()),
+        "fusion": DecodeEngine([router, *experts], ScheduledRouting(**routing), tok, eos_ids=set()),
+        "naive": DecodeEngine([router, *experts], ScheduledRouting(**routing), tok, eos_ids=set(), lazy=False),
+    }
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(int(args.prompt_len * 0.75), int(args.prompt_len * 1.25) + 1, (8,), generator=g)
+    all_prompts = [torch.randint(0, vocab, (int(n),), generator=g).tolist() for n in lengths]
+
+    result: dict[str, float | int | str | bool] = {}
+    for batch in (1, 8):
+        prompts = all_prompts[:batch]
+        for engine in engines.values():                          # warm-up (allocator, lazy imports, kernels)
+            timed(engine, prompts, 4, args.device)
+        times: dict[str, list[float]] = {name: [] for name in engines}
+        for _ in range(args.repeats):
+            outs = {}
+            for name, engine in engines.items():
+                seconds, outs[name], stats = timed(engine, prompts, args.new_tokens, args.device)
+                times[name].append(seconds)
+                if name == "fusion":
+                    fusion_stats = stats
+            exact = [o.token_ids for o in outs["fusion"]] == [o.token_ids for o in outs["naive"]]
+            result[f"fusion_equals_naive_b{batch}"] = bool(result.get(f"fusion_equals_naive_b{batch}", True) and exact)
+        med = {name: statistics.median(ts) for name, ts in times.items()}
+        result[f"fusion_over_single_b{batch}"] = round(med["fusion"] / med["single"], 3)
+        result[f"naive_over_single_b{batch}"] = round(med["naive"] / med["single"], 3)
+        result[f"single_ms_per_token_b{batch}"] = round(1000 * med["single"] / args.new_tokens, 3)
+        key = "catch_up_share" if batch == 1 else f"catch_up_share_b{batch}"
+        result[key] = round(fusion_stats.catch_up_share, 3)
+        choices = [c for o in outs["fusion"] for c in o.expert_choices]
+        result[f"measured_switch_rate_b{batch}"] = round(sum(c != 0 for c in choices) / len(choices), 3)
+
+    for engine in engines.values():                              # free the caches the timing runs left behind
+        for model in engine.models:
+            model.reset()
+    mem_before = base_memory(args.device) - weight_bytes([router, *experts])
+    peak_memory_reset(args.device)
+    timed(engines["fusion"], all_prompts, args.new_tokens, args.device)
+    weights = weight_bytes([router, *experts])
+    kv = cache_bytes(engines["fusion"])
+    peak = peak_memory(args.device) - mem_before
+    result.update(peak_mem_bytes_fusion_b8=peak, weights_bytes=weights, kv_bytes_fusion_b8=kv,
+                  peak_mem_over_weights_plus_kv=round(peak / (weights + kv), 3))
+    result.update(shape=args.shape, device=args.device, dtype=args.dtype, new_tokens=args.new_tokens,
+                  repeats=args.repeats, router_switch_rate=args.router_switch_rate, excursion=args.excursion,
+                  threads=torch.get_num_threads(),
+                  load_avg_1m=round(os.getloadavg()[0], 2))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
