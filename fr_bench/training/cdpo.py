@@ -120,11 +120,17 @@ def precompute_pair_tables(router: nn.Module, experts: Sequence[ExpertSource], s
 
 
 def encode_pairs(pairs: Sequence[dict[str, str]], tokenizer: Any, max_length: int) -> list[dict[str, list[int]]]:
-    """Chosen sequences then rejected sequences (2 x len(pairs)), encoded like SFT data."""
+    """Chosen sequences then rejected sequences, encoded like SFT data; a pair whose chosen or rejected response is
+    cut away entirely by `max_length` is dropped (both log-ratios would be 0: a constant loss)."""
     from ..chat import encode_example
 
-    chosen = [encode_example(tokenizer, p["prompt"], p["chosen"], max_length) for p in pairs]
-    rejected = [encode_example(tokenizer, p["prompt"], p["rejected"], max_length) for p in pairs]
+    chosen, rejected = [], []
+    for p in pairs:
+        c = encode_example(tokenizer, p["prompt"], p["chosen"], max_length)
+        r = encode_example(tokenizer, p["prompt"], p["rejected"], max_length)
+        if any(x != IGNORE_INDEX for x in c["labels"][1:]) and any(x != IGNORE_INDEX for x in r["labels"][1:]):
+            chosen.append(c)
+            rejected.append(r)
     return chosen + rejected
 
 

@@ -159,6 +159,14 @@ def _write_pairs(out_dir: Path, pairs: list[dict], log: list[dict], stage: str) 
                          "incorrect). Raise pairs.n_samples or pairs.temperature, or set pairs.gold_as_chosen=true.")
 
 
+def _encoded_pairs(pairs: list[dict], tokenizer: Any, max_length: int, source: Any) -> list[dict]:
+    seqs = encode_pairs(pairs, tokenizer, max_length)
+    if not seqs:
+        raise ValueError(f"none of the {len(pairs)} pairs of {source} keeps a response token within max_length = "
+                         f"{max_length}; raise CDPOConfig.max_length.")
+    return seqs
+
+
 def _mixed_sft_part(world: World, tokenizer: Any, pad_id: int, sft_cfg: SFTConfig, cfg: CDPOConfig,
                     routed: bool) -> SFTDataset | None:
     if cfg.mix_ratio == 0:
@@ -185,7 +193,7 @@ def train_router_cdpo(world: World, cfg: CDPOConfig, sft_dir: str | Path, out_di
     pairs = read_jsonl(pairs_path)
     device = _device(cfg.accelerator)
     router = RouterModel.from_pretrained(sft_dir, dtype=torch.float32).to(device)
-    seqs = encode_pairs(pairs, tokenizer, cfg.max_length)
+    seqs = _encoded_pairs(pairs, tokenizer, cfg.max_length, pairs_path)
     tables = precompute_pair_tables(router, list(world.experts.values()), seqs, cfg.form,
                                     batch_size=cfg.precompute_batch_size, pad_id=pad_id, device=device,
                                     dtype=_world_dtype(world), max_gb=cfg.max_precompute_gb)
@@ -200,7 +208,8 @@ def train_router_cdpo(world: World, cfg: CDPOConfig, sft_dir: str | Path, out_di
     share = torch.bincount(choices, minlength=len(world.experts)).float() / max(len(choices), 1)
     atomic_write_json(out_dir / METRICS, {
         "stage": "router_cdpo", "form": cfg.form, "steps": module.global_steps, "seconds": seconds,
-        "pairs": len(pairs), "sft_samples": len(data) - data.n_pairs, "pairs_path": str(pairs_path),
+        "pairs": data.n_pairs, "pairs_dropped_by_max_length": len(pairs) - data.n_pairs,
+        "sft_samples": len(data) - data.n_pairs, "pairs_path": str(pairs_path),
         "pair_routing_share": dict(zip(world.expert_names, share.tolist())), **_loss_summary(module.history)})
     return out_dir
 
@@ -233,7 +242,7 @@ def train_finetuned(world: World, sft_cfg: SFTConfig, cdpo_cfg: CDPOConfig, out_
         _write_pairs(out_dir, pairs, log, "finetuned_pairs")
         pairs_path = out_dir / PAIRS
     pairs = read_jsonl(pairs_path)
-    seqs = encode_pairs(pairs, tokenizer, cdpo_cfg.max_length)
+    seqs = _encoded_pairs(pairs, tokenizer, cdpo_cfg.max_length, pairs_path)
     tables = precompute_pair_tables(lm, [], seqs, "plain", batch_size=cdpo_cfg.precompute_batch_size, pad_id=pad_id,
                                     device=device)
     data = MixedDataset(seqs, tables, _mixed_sft_part(world, tokenizer, pad_id, sft_cfg, cdpo_cfg, routed=False),
@@ -245,7 +254,7 @@ def train_finetuned(world: World, sft_cfg: SFTConfig, cdpo_cfg: CDPOConfig, out_
     atomic_write_json(out_dir / TRAIN_CONFIG, {"sft": to_dict(sft_cfg), "dpo": to_dict(cdpo_cfg)})
     atomic_write_json(out_dir / METRICS, {
         "stage": "finetuned", "sft_steps": sft_module.global_steps, "dpo_steps": dpo_module.global_steps,
-        "seconds": sft_seconds + dpo_seconds, "examples": len(examples), "pairs": len(pairs),
+        "seconds": sft_seconds + dpo_seconds, "examples": len(examples), "pairs": data.n_pairs,
         "pairs_path": str(pairs_path),
         **{f"sft_{k}": v for k, v in _loss_summary(sft_module.history).items()},
         **{f"dpo_{k}": v for k, v in _loss_summary(dpo_module.history).items()}})
