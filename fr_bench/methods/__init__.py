@@ -13,6 +13,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "baselines.token_confidence",
     "baselines.merge_method",
     "baselines.sequence_level",
+    "baselines.finetuned",
 )
 
 
