@@ -47,7 +47,7 @@ class Ties(MergedModel):
 
 @register_method("dare")
 class Dare(MergedModel):
-    """Drop task-vector entries with p = 1 − density, rescale by 1/(1 − p), sum × λ (Yu et al. 2023); paper: p = 0.9,
-    λ = 1."""
+    """Drop task-vector entries with p = 1 − density, rescale by 1/(1 − p), sum × λ (Yu et al. 2023);
+    paper: p = 0.9, λ = 1."""
 
     merge_method = "dare"

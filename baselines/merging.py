@@ -1,9 +1,9 @@
 """Model merging baselines (task arithmetic, TIES, DARE): one generic merge over state dicts, mergekit-style.
 
-Every method is the same three steps per tensor: task vectors τ_i = θ_i − θ_base, an optional sparsification of each
-(TIES: keep the top-`density` magnitudes; DARE: drop at random with p = 1 − density and rescale by 1/(1 − p)), and a
-combination (sum, or TIES's sign election + disjoint mean), scaled by λ: θ = θ_base + λ · combine(τ_1..τ_N).
-The paper runs TaskArithmetic with λ = 1 and DARE with p = 0.9, λ = 1 (MergeBench uses λ = 0.4); both are config keys.
+Every method is the same three steps per tensor: task vectors τ_i = θ_i − θ_base, an optional sparsification of
+each (TIES: keep the top-`density` magnitudes; DARE: drop at random with p = 1 − density and rescale by 1/(1 − p)),
+and a combination (sum, or TIES's sign election + disjoint mean), scaled by λ: θ = θ_base + λ · combine(τ_1, …, τ_N).
+The paper runs TaskArithmetic with λ = 1 and DARE with p = 0.9, λ = 1 (MergeBench uses λ = 0.4); both are keys.
 
 Experts are read tensor by tensor from their safetensors files, so merging 8B models never holds more than the base
 model plus one tensor per expert in memory.
@@ -89,7 +89,7 @@ def _tensor_seed(seed: int, key: str, expert: int) -> int:
 
 def merge_tensor(key: str, base: torch.Tensor, experts: Sequence[torch.Tensor], method: str, lam: float,
                  density: float, seed: int = 0) -> torch.Tensor:
-    """θ_base + λ · combine(sparsify(θ_i − θ_base)) for one tensor, computed in float32, returned in base's dtype."""
+    """θ_base + λ · combine(sparsify(θ_i − θ_base)) for one tensor, in float32, returned in the base's dtype."""
     b = base.float()
     deltas = [e.to(device=b.device, dtype=torch.float32) - b for e in experts]
     if method == "ties":
@@ -122,8 +122,8 @@ def merge(base_state: Mapping[str, torch.Tensor], expert_states: Sequence[Mappin
         tensors = []
         for name, state in zip(names, expert_states):
             if key not in state:
-                raise KeyError(f"{name} has no tensor '{key}' (the base has it, shape {tuple(base.shape)}): experts must "
-                               f"share the base's architecture and parameter names.")
+                raise KeyError(f"{name} has no tensor '{key}' (the base has it, shape {tuple(base.shape)}): experts "
+                               f"must share the base's architecture and parameter names.")
             tensors.append(state[key])
         bad = [(n, tuple(t.shape)) for n, t in zip(names, tensors) if t.shape != base.shape]
         if bad and cfg.on_shape_mismatch == "error":

@@ -139,5 +139,28 @@ def test_build_merged_model_writes_a_loadable_checkpoint(tmp_path, tie: bool) ->
         assert merged.lm_head.weight.data_ptr() == merged.model.embed_tokens.weight.data_ptr()
     assert AutoTokenizer.from_pretrained(out).get_vocab() == tok.get_vocab()
     meta = json.loads((out / "merge.json").read_text())
-    assert meta["method"] == "task_arithmetic" and 0.9 < meta["fraction_of_parameters_changed"] < 1  # norms are all-ones in every model
+    # every weight changes except the norms, which are all-ones in every random model
+    assert meta["method"] == "task_arithmetic" and 0.9 < meta["fraction_of_parameters_changed"] < 1
     assert set(SafetensorsCheckpoint(out)) >= {"model.embed_tokens.weight"}
+
+
+@pytest.mark.slow
+def test_merged_model_method_decodes_the_merge_through_the_engine(tmp_path) -> None:
+    """One expert, λ = 1: the merge is that expert, so `task_arithmetic` must answer exactly as the expert does."""
+    from baseline_fixtures import make_lm, make_tokenizer, train_to_say
+
+    from fr_bench.methods import get_method_class
+    from fr_bench.world import World
+
+    tok = make_tokenizer(tmp_path / "tok")
+    make_lm(tmp_path / "base", tok, seed=0)
+    train_to_say(tmp_path / "good", tok, ["question a b", "question c d e"], "good yes good", seed=1)
+    world = World(tokenizer=str(tmp_path / "tok"), base=str(tmp_path / "base"),
+                  experts={"good": str(tmp_path / "good")}, router_init=str(tmp_path / "base"), sft_data={})
+    build_merged_model(world.base, list(world.experts.values()), MergeConfig(lam=1.0), tmp_path / "ta",
+                       method="task_arithmetic", tokenizer_path=world.tokenizer)
+    method = get_method_class("task_arithmetic")(world, {"batch_size": 2}, seed=0)
+    method.load({"merge_task_arithmetic": tmp_path / "ta"})
+    gens = method.generate(["question a b", "question f"], max_new_tokens=5, stop=["yes"])
+    assert [g.text for g in gens] == ["good ", "good "]   # stop string cuts after the first word
+    assert all(g.cost_tokens > 0 and g.expert_choices is None for g in gens)

@@ -88,7 +88,7 @@ def test_classifier_learns_separable_blobs() -> None:
     assert (clf(feats).argmax(-1) == labels).float().mean() == 1.0
 
 
-# --- a tiny world with two experts that answer differently -------------------------------------------------------------
+# --- a tiny world with two experts that answer differently ----------------------------------------------------------
 
 def _prompts(words: list[str], n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
