@@ -48,8 +48,6 @@ def test_finetuned_follows_the_router_recipe_and_decodes(world, tmp_path):
     init = AutoModelForCausalLM.from_pretrained(world.router_init)
     assert not torch.equal(lm.lm_head.weight, init.lm_head.weight)
 
-    import baselines.finetuned  # noqa: F401  (registers the method)
-
     method = get_method_class("finetuned")(world, {"device": "cpu"})
     assert method.requires() == ["finetuned"]
     method.load({"finetuned": out})
