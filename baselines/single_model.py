@@ -1,7 +1,7 @@
-"""One model decoding alone through the engine: a domain expert, the common base, or an LM artifact.
+"""One model decoding alone through the engine: a domain expert or the common base.
 
 `model: base` decodes `world.base`, `model: <expert name>` that expert (the sweep's `expert_math` etc. are entries
-pointing here); `artifact: <name>` decodes the LM saved in a built artifact instead (e.g. a merged or fine-tuned model).
+pointing here).
 """
 from __future__ import annotations
 
@@ -19,20 +19,14 @@ from fr_bench.models.expert_pool import ExpertPool
 @dataclass
 class SingleModelOptions(DecodeOptions):
     model: str = "base"                # base | an expert name in world.experts
-    artifact: str | None = None        # decode this artifact's LM instead of `model`
 
 
 @register_method("single_model")
 class SingleModelMethod(EngineMethod):
     options_schema = SingleModelOptions
 
-    def requires(self) -> list[str]:
-        return [self.cfg.artifact] if self.cfg.artifact else []
-
-    def checkpoint(self, artifacts: dict[str, Path]) -> tuple[str, str]:
+    def checkpoint(self) -> tuple[str, str]:
         """(display name, location) of the model to decode."""
-        if self.cfg.artifact:
-            return f"artifact '{self.cfg.artifact}'", str(artifacts[self.cfg.artifact])
         if self.cfg.model == "base":
             return "base", self.world.base
         if self.cfg.model not in self.world.experts:
@@ -41,7 +35,7 @@ class SingleModelMethod(EngineMethod):
         return f"expert '{self.cfg.model}'", self.world.experts[self.cfg.model]
 
     def load(self, artifacts: dict[str, Path]) -> None:
-        name, location = self.checkpoint(artifacts)
+        name, location = self.checkpoint()
         pool = ExpertPool.load({name: location}, self.world.tokenizer, self.dtype, self.device,
                                self.cfg.attn_implementation)
         self.engine = DecodeEngine(pool.models, SingleModel(0), self.tokenizer(), lazy=self.cfg.lazy)

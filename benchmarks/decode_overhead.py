@@ -118,11 +118,6 @@ def weight_bytes(models: list[torch.nn.Module]) -> int:
     return sum(p.numel() * p.element_size() for m in models for p in m.parameters())
 
 
-def cache_bytes(engine: DecodeEngine) -> int:
-    return sum(t.numel() * t.element_size() for m in engine.models for layer in m.cache.layers
-               for t in (layer.keys, layer.values) if getattr(layer, "is_initialized", False) and t is not None)
-
-
 def timed(engine: DecodeEngine, prompts: list[list[int]], new_tokens: int, device: str):
     if isinstance(engine.policy, ScheduledRouting):
         engine.policy.reseed()                   # fusion and naive see the same schedule
@@ -190,14 +185,11 @@ def main() -> None:
         choices = [c for o in outs["fusion"] for c in o.expert_choices]
         result[f"measured_switch_rate_b{batch}"] = round(sum(c != 0 for c in choices) / len(choices), 3)
 
-    for engine in engines.values():                              # free the caches the timing runs left behind
-        for model in engine.models:
-            model.reset()
     mem_before = base_memory(args.device) - weight_bytes([router, *experts])
     peak_memory_reset(args.device)
-    timed(engines["fusion"], all_prompts, args.new_tokens, args.device)
+    _, _, stats = timed(engines["fusion"], all_prompts, args.new_tokens, args.device)
     weights = weight_bytes([router, *experts])
-    kv = cache_bytes(engines["fusion"])
+    kv = stats.cache_bytes
     peak = peak_memory(args.device) - mem_before
     result.update(peak_mem_bytes_fusion_b8=peak, weights_bytes=weights, kv_bytes_fusion_b8=kv,
                   peak_mem_over_weights_plus_kv=round(peak / (weights + kv), 3))

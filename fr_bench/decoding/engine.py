@@ -97,6 +97,10 @@ class CachedModel:
     def keep(self, index: torch.Tensor) -> None:
         self.cache.batch_select_indices(index)
 
+    def cache_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for layer in self.cache.layers if layer.is_initialized
+                   for t in (layer.keys, layer.values))
+
 
 @dataclass
 class DecodeStats:
@@ -106,6 +110,7 @@ class DecodeStats:
     catch_up_steps: int = 0
     forwards: list[int] = field(default_factory=list)      # per model: forward calls
     tokens: list[int] = field(default_factory=list)        # per model: positions run (batch rows x tokens)
+    cache_bytes: int = 0                                   # KV bytes of all models at the end of the largest batch
 
     @property
     def catch_up_share(self) -> float:
@@ -208,6 +213,9 @@ class DecodeEngine:
             for row in self._decode_batch([prompts[i] for i in chunk], chunk, max_new_tokens, stops, temperature,
                                           generator, stats):
                 results[row.prompt_index] = self._finish(row, stops)
+            stats.cache_bytes = max(stats.cache_bytes, sum(m.cache_bytes() for m in self.models))
+        for m in self.models:                     # release the caches between calls
+            m.reset()
         return [results[i] for i in range(len(prompts))], stats
 
     def _decode_batch(self, prompts: list[Sequence[int]], indices: list[int], max_new_tokens: int, stops: StopStrings,
