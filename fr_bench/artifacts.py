@@ -25,6 +25,12 @@ class ArtifactDef:
     builder: str                  # "module:function" with the `Builder` signature
     seeded: bool = True           # False: the build is deterministic and shared by every seed
     description: str = ""
+    # (dependency, config field, value): the dependency exists only when the config field has that value
+    conditional_deps: tuple[tuple[str, str, Any], ...] = ()
+
+    def deps_for(self, cfg: Any) -> tuple[str, ...]:
+        extra = tuple(d for d, key, value in self.conditional_deps if getattr(cfg, key, None) == value)
+        return self.deps + extra
 
     def config_class(self) -> type | None:
         return _import(self.config) if self.config else None
@@ -51,16 +57,17 @@ def get_artifact(name: str) -> ArtifactDef:
     return ARTIFACTS[name]
 
 
-def closure(names: list[str]) -> list[str]:
+def closure(names: list[str], deps_of: Callable[[str], tuple[str, ...]] | None = None) -> list[str]:
     """`names` and everything they depend on, in build (topological) order."""
     order: list[str] = []
+    deps_of = deps_of or (lambda n: get_artifact(n).deps)
 
     def visit(name: str, stack: tuple[str, ...]) -> None:
         if name in stack:
             raise ValueError(f"artifact dependency cycle: {' -> '.join(stack + (name,))}")
         if name in order:
             return
-        for dep in get_artifact(name).deps:
+        for dep in deps_of(name):
             visit(dep, stack + (name,))
         order.append(name)
 
@@ -77,8 +84,8 @@ for _defn in (
                 description="preference pairs sampled from the SFT-stage system, labelled by the verifiers"),
     ArtifactDef("router_cdpo", ("router_sft", "pref_pairs"), "fr_bench.training.configs:CDPOConfig",
                 "fr_bench.sweep.builders:router_cdpo", description="router after CDPO mixed with SFT"),
-    ArtifactDef("finetuned", ("pref_pairs",), "fr_bench.training.configs:FinetuneConfig",
-                "fr_bench.sweep.builders:finetuned",
+    ArtifactDef("finetuned", (), "fr_bench.training.configs:FinetuneConfig", "fr_bench.sweep.builders:finetuned",
+                conditional_deps=(("pref_pairs", "pairs_from", "given"),),
                 description="direct fine-tuning baseline: same init, same SFT then DPO recipe, no routing"),
     ArtifactDef("reward_model", ("pref_pairs",), "baselines.reward_model:RewardModelConfig",
                 "fr_bench.sweep.builders:reward_model", description="Bradley-Terry reward model on CDPO's pairs"),

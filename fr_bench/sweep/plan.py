@@ -6,6 +6,7 @@ seed gets a new key. Nothing here trains or decodes; `fr_bench.sweep.run` execut
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,9 +79,14 @@ def artifact_configs(cfg: SweepConfig, names: list[str]) -> dict[str, Any]:
             out[name] = None
             continue
         try:
-            out[name] = load_config(cls, None, extra=dict(overrides))
+            conf = load_config(cls, None, extra=dict(overrides))
+            if hasattr(conf, "validate"):
+                # merge configs validate against their merge method, which the artifact name carries
+                takes_method = len(inspect.signature(conf.validate).parameters) == 1
+                conf.validate(name.removeprefix("merge_")) if takes_method else conf.validate()
         except ConfigError as exc:
             raise ConfigError(f"artifacts.{name}: {exc}") from exc
+        out[name] = conf
     return out
 
 
@@ -109,17 +115,23 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
     if not tasks:
         raise ConfigError("tasks: the sweep names no tasks; add entries or use a micro world.")
     requires = {m: method_requires(e, m) for m, e in cfg.methods.items()}
-    names = closure(sorted({a for r in requires.values() for a in r}))
-    configs = artifact_configs(cfg, names)
+    configs: dict[str, Any] = {}
+
+    def deps_of(name: str) -> tuple[str, ...]:
+        if name not in configs:
+            configs.update(artifact_configs(cfg, [name]))
+        return get_artifact(name).deps_for(configs[name])
+
+    names = closure(sorted({a for r in requires.values() for a in r}), deps_of)
 
     nodes: dict[tuple[str, int | None], ArtifactNode] = {}
 
     def node(name: str, seed: int) -> ArtifactNode:
         defn = get_artifact(name)
-        s = seed if defn.seeded or any(node(d, seed).seed is not None for d in defn.deps) else None
+        s = seed if defn.seeded or any(node(d, seed).seed is not None for d in deps_of(name)) else None
         if (name, s) in nodes:
             return nodes[(name, s)]
-        deps = {d: node(d, seed).key for d in defn.deps}
+        deps = {d: node(d, seed).key for d in deps_of(name)}
         key = config_hash("artifact", name, world_key, to_dict(configs[name]) if configs[name] is not None else None,
                           s, deps)
         nodes[(name, s)] = ArtifactNode(name, s, key, deps, configs[name])
@@ -128,7 +140,7 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
     cells: list[Cell] = []
     for display, entry in cfg.methods.items():
         for seed in cfg.seeds:
-            arts = {a: node(a, seed) for a in closure(requires[display])}
+            arts = {a: node(a, seed) for a in closure(requires[display], deps_of)}
             seeded = any(n.seed is not None for n in arts.values()) or float(entry.options.get("temperature", 0)) > 0
             for tname, spec in tasks.items():
                 limit = spec.limit if cfg.limit is None else min(x for x in (spec.limit, cfg.limit) if x is not None)

@@ -1,0 +1,118 @@
+"""Planning: the dependency graph shares artifacts, keys follow what produced them, bad input fails early."""
+from __future__ import annotations
+
+import pytest
+
+from fr_bench.config import ConfigError, load_config
+from fr_bench.sweep.config import SweepConfig
+from fr_bench.sweep.plan import make_plan, select
+from fr_bench.sweep.worlds import planned_tasks, world_key
+
+
+@pytest.fixture
+def sweep_yaml(tmp_path):
+    for name in ("tok", "base", "m", "c"):
+        (tmp_path / name).mkdir()
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"question": "1+1?", "answer": "#### 2"}\n')
+
+    def write(methods: str, extra: str = "") -> str:
+        path = tmp_path / "sweep.yaml"
+        path.write_text(f"""
+name: t
+world:
+  kind: checkpoints
+  tokenizer: {tmp_path}/tok
+  base: {tmp_path}/base
+  router_init: {tmp_path}/base
+  experts: {{math: {tmp_path}/m, code: {tmp_path}/c}}
+tasks:
+  gsm8k: {{task: gsm8k, data: {data}}}
+seeds: [0, 1]
+methods:
+{methods}
+{extra}
+""")
+        return str(path)
+
+    return write
+
+
+METHODS = """
+  fusionroute: {method: fusionroute, group: fusionroute}
+  sft_only: {method: fusionroute_sft_only, group: ablation}
+  ta: {method: task_arithmetic}
+  dare: {method: dare}
+  expert_math: {method: single_model, group: expert, options: {model: math}}
+"""
+
+
+def plan_of(path: str, overrides=()):
+    cfg = load_config(SweepConfig, path, overrides)
+    return make_plan(cfg, world_key(cfg.world), planned_tasks(cfg))
+
+
+def test_artifacts_are_shared_and_seeded_only_where_they_depend_on_the_seed(sweep_yaml):
+    plan = plan_of(sweep_yaml(METHODS))
+    labels = sorted(n.label for n in plan.artifacts)
+    assert labels == sorted(["router_sft[seed=0]", "router_sft[seed=1]", "pref_pairs[seed=0]", "pref_pairs[seed=1]",
+                             "router_cdpo[seed=0]", "router_cdpo[seed=1]", "merge_task_arithmetic",
+                             "merge_dare[seed=0]", "merge_dare[seed=1]"])
+    cells = {c.label: c for c in plan.cells}
+    # the SFT-only ablation reuses FusionRoute's SFT router
+    assert cells["sft_only/gsm8k/seed0"].artifacts["router_sft"] == cells["fusionroute/gsm8k/seed0"].artifacts["router_sft"]
+    # deterministic methods share one evaluation across seeds; trained ones do not
+    assert cells["expert_math/gsm8k/seed0"].key == cells["expert_math/gsm8k/seed1"].key
+    assert cells["ta/gsm8k/seed0"].key == cells["ta/gsm8k/seed1"].key
+    assert cells["dare/gsm8k/seed0"].key != cells["dare/gsm8k/seed1"].key
+    # build order respects dependencies
+    order = [n.name for n in plan.artifacts]
+    assert order.index("router_sft") < order.index("pref_pairs") < order.index("router_cdpo")
+
+
+def test_keys_change_with_what_produced_them(sweep_yaml):
+    path = sweep_yaml(METHODS)
+    a = {c.label: c.key for c in plan_of(path).cells}
+    b = {c.label: c.key for c in plan_of(path, ["artifacts.router_sft.lambda_route=0.5"]).cells}
+    assert a["fusionroute/gsm8k/seed0"] != b["fusionroute/gsm8k/seed0"]   # SFT config feeds CDPO too
+    assert a["ta/gsm8k/seed0"] == b["ta/gsm8k/seed0"]
+    assert a == {c.label: c.key for c in plan_of(path).cells}
+
+
+def test_only_selects_cells_and_their_artifacts(sweep_yaml):
+    plan = select(plan_of(sweep_yaml(METHODS)), "ta,expert_*/*/seed0")
+    assert sorted(c.label for c in plan.cells) == ["expert_math/gsm8k/seed0", "ta/gsm8k/seed0", "ta/gsm8k/seed1"]
+    assert [n.name for n in plan.artifacts] == ["merge_task_arithmetic"]
+    with pytest.raises(ConfigError, match="matches no cell"):
+        select(plan_of(sweep_yaml(METHODS)), "nothing*")
+
+
+def test_conditional_dependency_of_the_finetuned_baseline(sweep_yaml):
+    path = sweep_yaml("  ft: {method: finetuned}")
+    assert [n.name for n in plan_of(path).artifacts] == ["finetuned", "finetuned"]
+    given = plan_of(path, ["artifacts.finetuned.pairs_from=given"])
+    assert {n.name for n in given.artifacts} == {"router_sft", "pref_pairs", "finetuned"}
+
+
+@pytest.mark.parametrize("methods,extra,overrides,match", [
+    ("  x: {method: no_such_method}", "", [], "methods.x.method"),
+    ("  x: {method: fusionroute, options: {stages: [cdpo]}}", "", [], "stages"),
+    (METHODS, "artifacts: {router_sft: {lambda_rout: 1}}", [], "lambda_rout"),
+    (METHODS, "artifacts: {router_sft: {lr: fast}}", [], "artifacts.router_sft"),
+    (METHODS, "artifacts: {nonsense: {}}", [], "artifacts.nonsense"),
+    (METHODS, "", ["tasks.gsm8k.task=gsm9k"], "tasks.gsm8k.task"),
+    (METHODS, "", ["world.experts.math=/no/such/dir"], "world.experts.math"),
+    (METHODS, "", ["seeds=[]"], "seeds"),
+])
+def test_bad_input_fails_before_any_work_naming_the_field(sweep_yaml, methods, extra, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        plan_of(sweep_yaml(methods, extra), overrides)
+
+
+def test_unknown_sweep_key_and_empty_data_file(sweep_yaml, tmp_path):
+    with pytest.raises(ConfigError, match="batchsize"):
+        plan_of(sweep_yaml(METHODS, "batchsize: 3"))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        plan_of(sweep_yaml(METHODS), [f"tasks.gsm8k.data={empty}"])
