@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .sandbox import Program, SandboxConfig, run_programs
@@ -25,9 +26,16 @@ def extract_code(text: str) -> str:
     return text
 
 
+def _parse(code: str) -> ast.Module:
+    """ast.parse without the Deprecation/SyntaxWarnings that model (and MBPP reference) code often triggers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(code)
+
+
 def _defines(code: str, name: str) -> bool:
     try:
-        tree = ast.parse(code)
+        tree = _parse(code)
     except SyntaxError:
         return re.search(rf"^\s*(async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
     return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in ast.walk(tree))
@@ -67,7 +75,7 @@ def mbpp_program(row: dict[str, Any], output: str) -> tuple[Program, str]:
 def _top_level_names(reference: str) -> tuple[str, ...]:
     """Functions and classes the reference solution defines: the names MBPP's asserts call."""
     try:
-        tree = ast.parse(reference)
+        tree = _parse(reference)
     except SyntaxError:
         return tuple(re.findall(r"^(?:def|class)\s+(\w+)", reference, re.MULTILINE))
     return tuple(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))

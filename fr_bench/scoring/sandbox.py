@@ -30,7 +30,7 @@ ISOLATION_LEVELS = ("auto", "namespaces", "uid", "process")
 class SandboxConfig:
     """Limits for every program; the defaults suit HumanEval/MBPP-sized programs."""
 
-    timeout_s: float = 10.0          # wall clock per program (CPU limit = this + 1 s)
+    timeout_s: float = 20.0          # wall clock per program (CPU limit = this + 1 s); MBPP 123 needs ~6 CPU-s
     memory_mb: int = 2048            # RLIMIT_AS / RLIMIT_DATA per process
     max_processes: int = 32          # RLIMIT_NPROC for the program's uid (threads count too)
     max_file_mb: int = 64            # RLIMIT_FSIZE, and the size of each private tmpfs
@@ -185,6 +185,11 @@ class Sandbox:
         if not self._all:
             self._get_runner_for_slot(0)
         return self._all[0].isolation
+
+    @property
+    def uids(self) -> range:
+        """The uids programs run as (meaningful at the namespaces and uid levels)."""
+        return range(self._uid_block, self._uid_block + self.workers)
 
     def __enter__(self) -> "Sandbox":
         return self
