@@ -1,21 +1,23 @@
 """Hostile programs (issue #8): each must be contained (counted failed, never passed), the harness must survive, and
 honest programs scored in the same batch must be scored right.
 
-These only run where the sandbox can contain them: as root with the `namespaces` or `uid` level (see docs/sandbox.md).
-At the `process` level (not root) a program runs as the calling user and several of these attacks would succeed, so
-the module is skipped there rather than risk this machine. Containment is checked on a small fork count before the
+Run at both levels that can contain them, as root: `namespaces` and `uid` (docs/sandbox.md); a level this machine lacks
+is skipped. At the `process` level (not root) a program runs as the calling user and several of these attacks would
+succeed, so it is never tried here. Containment is checked on a small fork count before the
 fork bomb runs.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from fr_bench.scoring.sandbox import Program, Sandbox, SandboxConfig
+from fr_bench.scoring.sandbox import Program, Sandbox, SandboxConfig, SandboxError
 
 TIMEOUT_S = 3
 MAX_PROCESSES = 16
@@ -36,15 +38,41 @@ def parent(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def sandbox(parent: Path):
-    cfg = SandboxConfig(timeout_s=TIMEOUT_S, workers=2, max_processes=MAX_PROCESSES, max_output_bytes=2000,
-                        tmp_root=str(parent / "sandbox_parent"))
-    with Sandbox(cfg) as sb:
-        if os.geteuid() != 0 or sb.isolation not in ("namespaces", "uid"):
-            pytest.skip(f"isolation level {sb.isolation!r} (euid {os.geteuid()}) cannot contain hostile programs; "
-                        f"run as root where namespaces or setuid work (docs/sandbox.md)")
-        yield sb
+def _open_sandbox(level: str, parent: Path) -> Sandbox:
+    """A started sandbox at `level`, or skip. The uid level needs a Python whose stdlib others can read: pyenv under
+    /root (mode 0700) is not, so fall back to the system python3 (programs then get the stdlib only)."""
+    if os.geteuid() != 0:
+        pytest.skip(f"not root (euid {os.geteuid()}): the process level cannot contain hostile programs; "
+                    f"see docs/sandbox.md")
+    base = dict(timeout_s=TIMEOUT_S, workers=2, max_processes=MAX_PROCESSES, max_output_bytes=2000,
+                tmp_root=str(parent / "sandbox_parent"), isolation=level)
+    attempts = [SandboxConfig(**base)]
+    if level == "uid":
+        attempts += [SandboxConfig(**base, python=p, site_packages=False) for p in _other_pythons()]
+    errors = []
+    for cfg in attempts:
+        sb = Sandbox(cfg)
+        try:
+            assert sb.isolation == level
+            return sb
+        except SandboxError as e:
+            sb.close()
+            errors.append(str(e))
+    pytest.skip(f"isolation level {level!r} is not available here: {errors}")
+
+
+def _other_pythons() -> list[str]:
+    """python3 interpreters on this machine other than the one running the tests."""
+    own = os.path.realpath(sys.executable)
+    found = [shutil.which("python3", path=d) for d in os.get_exec_path() + ["/usr/bin", "/usr/local/bin"]]
+    return list(dict.fromkeys(p for p in found if p and os.path.realpath(p) != own))
+
+
+@pytest.fixture(scope="module", params=["namespaces", "uid"])
+def sandbox(request: pytest.FixtureRequest, parent: Path):
+    sb = _open_sandbox(request.param, parent)
+    yield sb
+    sb.close()
 
 
 @pytest.fixture
@@ -163,8 +191,12 @@ def test_hostile_batch_is_contained(sandbox: Sandbox, parent: Path, listener) ->
     assert "MemoryError" in results["allocate 50 GB"].output
     assert (decoy / "keep.txt").read_text() == "precious\n" and (decoy / "sub" / "keep2.txt").is_file()
     assert not escape.exists() and not (decoy / "injected.txt").exists() and not (Path.cwd() / "PWNED").exists()
-    if sandbox.isolation == "namespaces":  # at the uid level /tmp and /dev/shm stay shared (docs/sandbox.md)
-        assert not tmp_escape.exists() and not Path(f"/dev/shm/fr_bench_escape_{os.getpid()}").exists()
+    shm_escape = Path(f"/dev/shm/fr_bench_escape_{os.getpid()}")
+    leaked = [p for p in (tmp_escape, shm_escape) if p.exists()]
+    for p in leaked:  # at the uid level /tmp and /dev/shm stay shared (docs/sandbox.md); tidy up
+        p.unlink()
+    if sandbox.isolation == "namespaces":
+        assert leaked == []
     assert accepted == []
     assert _leftover_processes(sandbox.uids) == []
     # the harness is alive and still scores correctly after all that

@@ -14,7 +14,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +39,7 @@ class SandboxConfig:
     tmp_root: str | None = None      # parent of the per-run scratch folder (default: the system temp dir)
     uid_base: int = 1_900_000_000    # root only: programs run as unused uids/gids from uid_base + [0, 2**27)
     site_packages: bool = True       # let programs import installed packages (numpy etc.), not only the stdlib
+    python: str | None = None        # interpreter for the runner and the programs (stdlib only); None = this one
 
     def __post_init__(self) -> None:
         if self.isolation not in ISOLATION_LEVELS:
@@ -76,19 +76,16 @@ class SandboxError(RuntimeError):
     pass
 
 
-def _readable_dirs() -> list[str]:
-    paths = sysconfig.get_paths()
-    dirs = {paths["stdlib"], paths["platstdlib"], os.path.dirname(os.__file__)}
-    dynload = Path(paths["stdlib"]) / "lib-dynload"
-    if dynload.is_dir():
-        dirs.add(str(dynload))
-    return sorted(dirs | set(_site_dirs()))
+_PATHS_QUERY = ("import json, os, site, sysconfig; p = sysconfig.get_paths(); print(json.dumps({'stdlib': "
+                "[p['stdlib'], p['platstdlib'], os.path.dirname(os.__file__), os.path.join(p['stdlib'], "
+                "'lib-dynload')], 'site': site.getsitepackages()}))")
 
 
-def _site_dirs() -> list[str]:
-    import site
-
-    return [d for d in site.getsitepackages() if os.path.isdir(d)]
+def interpreter_paths(python: str) -> tuple[list[str], list[str]]:
+    """(stdlib dirs, site-packages dirs) of an interpreter: what its programs must be able to read and import."""
+    out = subprocess.run([python, "-I", "-c", _PATHS_QUERY], capture_output=True, text=True, check=True, timeout=60)
+    paths = json.loads(out.stdout)
+    return ([d for d in paths["stdlib"] if os.path.isdir(d)], [d for d in paths["site"] if os.path.isdir(d)])
 
 
 def _program_env(run_root: str) -> dict[str, str]:
@@ -112,17 +109,19 @@ def _owner(p: Path) -> int | None:
 class _Runner:
     """One trusted runner process; jobs go in as JSON lines, results come back as JSON lines."""
 
-    def __init__(self, cfg: SandboxConfig, uid: int, run_root: str) -> None:
+    def __init__(self, cfg: SandboxConfig, uid: int, run_root: str, paths: tuple[list[str], list[str]]) -> None:
         self.cfg = cfg
+        stdlib, site_dirs = paths
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(RUNNER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [cfg.python or sys.executable, "-I", "-S", str(RUNNER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, start_new_session=True, cwd=run_root, env=_program_env(run_root))
         server_cfg = {
             "isolation": cfg.isolation, "uid": uid, "run_root": run_root,
             "memory_bytes": cfg.memory_mb << 20, "max_processes": cfg.max_processes,
             "max_file_bytes": cfg.max_file_mb << 20, "max_output_bytes": cfg.max_output_bytes,
-            "readable_dirs": _readable_dirs(), "private_dirs": ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"],
-            "sys_path": _site_dirs() if cfg.site_packages else [],
+            "readable_dirs": stdlib + (site_dirs if cfg.site_packages else []),
+            "private_dirs": ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"],
+            "sys_path": site_dirs if cfg.site_packages else [],
             "user_processes": _user_processes() if os.geteuid() != 0 else 0,
         }
         hello = self._ask(server_cfg, timeout=60)
@@ -175,6 +174,7 @@ class Sandbox:
         # and the uid-level clean-up `kill(-1)` must only ever reach this sandbox's own programs).
         self._uid_block = self.config.uid_base + secrets.randbelow(1 << 17) * 1024
         self._run_root: str | None = None
+        self._paths: tuple[list[str], list[str]] | None = None
         self._idle: queue.Queue[_Runner] = queue.Queue()
         self._all: list[_Runner] = []
         self._lock = threading.Lock()
@@ -206,7 +206,9 @@ class Sandbox:
     def _get_runner_for_slot(self, slot: int) -> _Runner:
         self._start()
         assert self._run_root is not None
-        runner = _Runner(self.config, self._uid_block + slot, self._run_root)
+        if self._paths is None:
+            self._paths = interpreter_paths(self.config.python or sys.executable)
+        runner = _Runner(self.config, self._uid_block + slot, self._run_root, self._paths)
         runner.slot = slot  # type: ignore[attr-defined]
         with self._lock:
             self._all.append(runner)

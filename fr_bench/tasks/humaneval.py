@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..scoring.code import humaneval_program, score_programs
-from ..scoring.metrics import aggregate_pass_at_k
 from ..scoring.sandbox import SandboxConfig
 from . import register_task
 from .base import SampleResult, Task
@@ -42,4 +41,6 @@ class HumanEval(Task):
 
     def aggregate(self, results: Sequence[SampleResult]) -> dict[str, float]:
         """pass@1 (and pass@10/100 when every problem has that many samples), averaged over problems."""
+        from ..scoring.metrics import aggregate_pass_at_k  # torch-based: imported only when aggregating
+
         return aggregate_pass_at_k(results)
