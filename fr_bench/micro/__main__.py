@@ -1,0 +1,48 @@
+"""`python -m fr_bench.micro build CONFIG.yaml [key=value ...]`: build the micro world, print the specialisation table.
+
+Progress (Lightning bars, stage messages) goes to stderr; the table, the World's paths and what was built go to
+stdout. `--json` prints one JSON object instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+
+from ..config import ConfigError, load_config
+from .build import build_micro_world, format_table, specialisation_table
+from .config import MicroConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fr_bench.micro", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build (or reuse) tokenizer, base and experts; print the table")
+    build.add_argument("config", help="YAML file with MicroConfig keys (e.g. experiments/micro.yaml)")
+    build.add_argument("overrides", nargs="*", help="key=value overrides, e.g. expert.max_steps=200")
+    build.add_argument("--no-table", action="store_true", help="skip evaluating the specialisation table")
+    build.add_argument("--json", action="store_true", help="print one JSON object (world, info, table)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(MicroConfig, args.config, args.overrides).validate()
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    world, info = build_micro_world(cfg)
+    table = None if args.no_table else specialisation_table(cfg, world, info)
+    if args.json:
+        print(json.dumps({"world": asdict(world), "info": info, "accuracy": table}, default=str))
+        return 0
+    if table is not None:
+        print(format_table(table))
+    print("built now: " + (", ".join(info["built"]) or "nothing (all cached)"))
+    for name, path in info["paths"].items():
+        print(f"{name:<12} {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

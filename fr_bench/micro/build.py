@@ -1,0 +1,169 @@
+"""Build the micro world: data -> tokenizer -> base (all four domains) -> one expert per expert domain -> table.
+
+Each artifact lives under `$FR_BENCH_CACHE/<kind>/<hash>/`, the hash covering its own config and the hash of the
+artifact it starts from, and is written through `atomic_dir`, so a second build reuses everything and an interrupted
+one leaves nothing that a later build would trust. `info["built"]` names what this call actually trained.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..cache import atomic_dir, atomic_write_json, cache_root, config_hash, is_complete
+from ..config import to_dict
+from ..training.data import load_pairs
+from ..training.lm import LMTrainConfig, fit_causal_lm
+from ..world import TaskSpec, World
+from .config import EXPERT_DOMAINS, MicroConfig
+from .data import build_data, task_name
+from .generators import DOMAINS
+from .tokenizer import train_tokenizer
+
+log = logging.getLogger(__name__)
+
+MODELS = ("base",) + tuple(f"expert_{d}" for d in EXPERT_DOMAINS)
+TASK_NAMES = {d: f"micro_{d}" for d in DOMAINS}  # display names of the evaluation tasks in World.tasks
+# Settings that change how a run reports, not what it trains: left out of artifact hashes.
+_REPORT_ONLY = ("progress_bar", "tensorboard", "log_every_n_steps")
+
+
+def train_key(cfg: LMTrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in to_dict(cfg).items() if k not in _REPORT_ONLY}
+
+
+def _artifact(kind: str, *parts: Any) -> tuple[Path, str]:
+    key = config_hash(kind, *parts)
+    return cache_root() / kind / key, key
+
+
+def build_tokenizer(cfg: MicroConfig, data_dir: Path, data_hash: str) -> tuple[Path, str, bool]:
+    path, key = _artifact("micro_tokenizer", to_dict(cfg.tokenizer), data_hash)
+    if is_complete(path):
+        return path, key, False
+    texts = [r["prompt"] + "\n" + r["response"]
+             for d in DOMAINS for r in load_pairs([data_dir / "sft" / d / "train.jsonl"])]
+    with atomic_dir(path) as tmp:
+        train_tokenizer(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.split_digits).save_pretrained(str(tmp))
+    return path, key, True
+
+
+def new_model(cfg: MicroConfig, tokenizer: Any) -> torch.nn.Module:
+    """A randomly initialised LlamaForCausalLM of the configured shape (seeded)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    m = cfg.model
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
+        num_hidden_layers=m.num_hidden_layers, num_attention_heads=m.num_attention_heads,
+        num_key_value_heads=m.num_key_value_heads, max_position_embeddings=m.max_position_embeddings,
+        rope_theta=m.rope_theta, tie_word_embeddings=m.tie_word_embeddings, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(m.init_seed)
+    return LlamaForCausalLM(config)
+
+
+def _train_and_save(path: Path, model: torch.nn.Module, tokenizer: Any, train_files: list[Path],
+                    val_files: list[Path], train_cfg: LMTrainConfig, name: str, meta: dict[str, Any]) -> None:
+    with atomic_dir(path) as tmp:
+        result = fit_causal_lm(model, tokenizer, load_pairs(train_files), load_pairs(val_files), train_cfg,
+                               tmp / "logs", name)
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        atomic_write_json(tmp / "train_info.json", {**meta, "name": name, "result": vars(result),
+                                                     "params": sum(p.numel() for p in model.parameters())})
+    log.info("%s: %d steps, %d tokens, %.1fs, train loss %.3f, val loss %s", name, result.steps, result.tokens,
+             result.seconds, result.train_loss, result.val_loss)
+
+
+def build_models(cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str,
+                 built: list[str]) -> tuple[dict[str, Path], dict[str, str]]:
+    """Paths and hashes of the base and the experts, training the ones not in the cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    sft = data_dir / "sft"
+    paths: dict[str, Path] = {}
+    keys: dict[str, str] = {}
+    paths["base"], keys["base"] = _artifact("micro_base", to_dict(cfg.model), train_key(cfg.base), tok_key)
+    if not is_complete(paths["base"]):
+        _train_and_save(paths["base"], new_model(cfg, tokenizer), tokenizer,
+                        [sft / d / "train.jsonl" for d in DOMAINS], [sft / d / "validation.jsonl" for d in DOMAINS],
+                        cfg.base, "base", {"domains": list(DOMAINS), "tokenizer": tok_key})
+        built.append("base")
+    for d in EXPERT_DOMAINS:
+        name = f"expert_{d}"
+        train_cfg = cfg.expert_train(d)
+        paths[name], keys[name] = _artifact("micro_expert", d, train_key(train_cfg), keys["base"])
+        if not is_complete(paths[name]):
+            model = AutoModelForCausalLM.from_pretrained(str(paths["base"]))
+            _train_and_save(paths[name], model, tokenizer, [sft / d / "train.jsonl"], [sft / d / "validation.jsonl"],
+                            train_cfg, name, {"domains": [d], "base": keys["base"]})
+            built.append(name)
+    return paths, keys
+
+
+def make_world(cfg: MicroConfig, data_dir: Path, tok_dir: Path, paths: dict[str, Path]) -> World:
+    return World(
+        tokenizer=str(tok_dir), base=str(paths["base"]),
+        experts={d: str(paths[f"expert_{d}"]) for d in EXPERT_DOMAINS},
+        router_init=str(paths["base"]),
+        sft_data={d: str(data_dir / "sft" / d / "router.jsonl") for d in DOMAINS},
+        pref_prompts={d: str(data_dir / "pref" / f"{d}.jsonl") for d in DOMAINS},
+        tasks={TASK_NAMES[d]: TaskSpec(task_name(d), data=str(data_dir / d / "test.jsonl"),
+                                       max_new_tokens=cfg.eval.max_new_tokens[d]) for d in DOMAINS},
+    )
+
+
+def build_micro_world(cfg: MicroConfig) -> tuple[World, dict[str, Any]]:
+    """Build (or find in the cache) every artifact of the micro world described by `cfg`.
+
+    Returns the World and `info`: `built` (artifacts made by this call, in order), `paths`, `keys` (artifact
+    hashes) and `seconds` per stage.
+    """
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    info: dict[str, Any] = {"built": [], "seconds": {}}
+    t = time.perf_counter()
+    data_dir, data_hash, made = build_data(cfg.data)
+    info["built"] += ["data"] if made else []
+    info["seconds"]["data"] = time.perf_counter() - t
+    t = time.perf_counter()
+    tok_dir, tok_key, made = build_tokenizer(cfg, data_dir, data_hash)
+    info["built"] += ["tokenizer"] if made else []
+    info["seconds"]["tokenizer"] = time.perf_counter() - t
+    t = time.perf_counter()
+    paths, keys = build_models(cfg, data_dir, tok_dir, tok_key, info["built"])
+    info["seconds"]["models"] = time.perf_counter() - t
+    info["paths"] = {"data": str(data_dir), "tokenizer": str(tok_dir), **{k: str(v) for k, v in paths.items()}}
+    info["keys"] = {"data": data_hash, "tokenizer": tok_key, **keys}
+    return make_world(cfg, data_dir, tok_dir, paths), info
+
+
+def specialisation_table(cfg: MicroConfig, world: World, info: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Primary metric of each model (base and experts) on each domain's test split, cached per model and data."""
+    from .evaluate import evaluate_checkpoint
+
+    table: dict[str, dict[str, float]] = {}
+    for name in MODELS:
+        path, _ = _artifact("micro_eval", info["keys"][name], info["keys"]["data"], to_dict(cfg.eval))
+        if not is_complete(path):
+            with atomic_dir(path) as tmp:
+                summary = evaluate_checkpoint(info["paths"][name], world.tasks, cfg.eval.batch_size, tmp)
+                atomic_write_json(tmp / "summary.json", summary)
+            info["built"].append(f"eval_{name}")
+        summary = json.loads((path / "summary.json").read_text())
+        table[name] = {d: summary[TASK_NAMES[d]]["primary"] for d in DOMAINS}
+    return table
+
+
+def format_table(table: dict[str, dict[str, float]]) -> str:
+    """Accuracy (%) per model (rows) and domain (columns)."""
+    lines = ["model        " + "".join(f"{d:>9}" for d in DOMAINS)]
+    lines += [f"{m:<13}" + "".join(f"{100 * row[d]:>9.1f}" for d in DOMAINS) for m, row in table.items()]
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""The micro world's config: data sizes, tokenizer, model shape, the base and expert training budgets, evaluation.
+
+Every key is listed here with its default; `experiments/micro.yaml` and `key=value` overrides only fill them in.
+Budgets are optimizer steps, never seconds, so the same config always builds the same world.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import ConfigError
+from ..training.lm import LMTrainConfig
+
+EXPERT_DOMAINS = ("math", "code", "if")
+
+
+@dataclass
+class MicroDataConfig:
+    seed: int = 0
+    n_train: int = 4000       # rows per domain the base and the experts train on
+    n_router: int = 300       # rows per domain held out of that for router SFT / direct fine-tuning / preference prompts
+    n_validation: int = 100   # rows per domain (validation loss during training)
+    n_test: int = 100         # rows per domain in the evaluation tasks
+
+
+@dataclass
+class MicroTokenizerConfig:
+    vocab_size: int = 768
+    split_digits: bool = False  # one token per digit instead of BPE-merged numbers
+
+
+@dataclass
+class MicroModelConfig:
+    """LlamaConfig fields of every micro model (the experts share the base's shape: they are fine-tuned from it)."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 512
+    rope_theta: float = 10000.0
+    tie_word_embeddings: bool = True
+    init_seed: int = 0
+
+
+@dataclass
+class MicroEvalConfig:
+    batch_size: int = 50
+    max_new_tokens: dict[str, int] = field(
+        default_factory=lambda: {"math": 48, "code": 48, "if": 160, "general": 16})
+
+
+@dataclass
+class MicroConfig:
+    data: MicroDataConfig = field(default_factory=MicroDataConfig)
+    tokenizer: MicroTokenizerConfig = field(default_factory=MicroTokenizerConfig)
+    model: MicroModelConfig = field(default_factory=MicroModelConfig)
+    base: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(max_steps=300))
+    expert: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(max_steps=400))
+    expert_steps: dict[str, int] = field(default_factory=dict)  # per-domain override of expert.max_steps
+    eval: MicroEvalConfig = field(default_factory=MicroEvalConfig)
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+    def validate(self) -> "MicroConfig":
+        unknown = sorted(set(self.expert_steps) - set(EXPERT_DOMAINS))
+        if unknown:
+            raise ConfigError(f"expert_steps has unknown domain(s) {unknown}; use {', '.join(EXPERT_DOMAINS)}.")
+        missing = sorted({"math", "code", "if", "general"} - set(self.eval.max_new_tokens))
+        if missing:
+            raise ConfigError(f"eval.max_new_tokens lacks domain(s) {missing}; give a budget for each.")
+        if self.data.n_train < 1 or self.data.n_test < 1:
+            raise ConfigError("data.n_train and data.n_test must be >= 1.")
+        self.base.validate()
+        self.expert.validate()
+        return self
+
+    def expert_train(self, domain: str) -> LMTrainConfig:
+        from dataclasses import replace
+
+        return replace(self.expert, max_steps=self.expert_steps.get(domain, self.expert.max_steps))

@@ -1,0 +1,140 @@
+"""Plain causal-LM fine-tuning (next-token loss on response tokens) with Lightning, for any AutoModelForCausalLM.
+
+Trains the micro world's base and experts, and the direct fine-tuning baseline. Budgets are optimizer steps, so a
+run is deterministic given its config and data; logs go to CSV (and TensorBoard when asked).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import ConfigError
+from .data import LengthGroupedBatchSampler, SFTDataset, collate
+
+
+@dataclass
+class LMTrainConfig:
+    """One fine-tuning run; `max_steps` optimizer steps of `batch_size` rows, warm-up then cosine decay."""
+
+    max_steps: int = 1000
+    batch_size: int = 32
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1      # the cosine decays to lr * min_lr_ratio at max_steps
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0         # 0 disables clipping
+    max_length: int = 512          # prompt + response tokens, truncated on the right
+    precision: str = "32-true"     # Lightning precision; "bf16-mixed" = bf16 autocast (also on CPU)
+    accelerator: str = "auto"
+    seed: int = 0
+    val_every: int = 0             # steps between validation runs; 0 = once, at the end
+    limit_val_batches: int = 8
+    log_every_n_steps: int = 20
+    progress_bar: bool = True
+    tensorboard: bool = False
+
+    def validate(self) -> "LMTrainConfig":
+        for key in ("max_steps", "batch_size", "max_length"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"LMTrainConfig.{key} = {getattr(self, key)} must be >= 1.")
+        if self.lr <= 0:
+            raise ConfigError(f"LMTrainConfig.lr = {self.lr} must be > 0.")
+        return self
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """LR multiplier: linear from 1/warmup to 1, then cosine down to `min_ratio` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class CausalLMModule(L.LightningModule):
+    """Wraps a causal LM; the loss is the model's own shifted cross-entropy over labels != -100."""
+
+    def __init__(self, model: torch.nn.Module, cfg: LMTrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.tokens_seen = 0
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          labels=batch["labels"]).loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self(batch)
+        self.tokens_seen += int(batch["attention_mask"].sum())
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        self.log("tokens", float(self.tokens_seen), batch_size=1)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.log("val_loss", self(batch), prog_bar=True, batch_size=batch["input_ids"].shape[0])
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.cfg
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, partial(warmup_cosine, warmup=cfg.warmup_steps, total=cfg.max_steps, min_ratio=cfg.min_lr_ratio))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@dataclass
+class FitResult:
+    steps: int
+    tokens: int
+    seconds: float
+    train_loss: float
+    val_loss: float | None
+
+
+def _loader(ds: SFTDataset, cfg: LMTrainConfig, pad_id: int, shuffle: bool) -> DataLoader:
+    sampler = LengthGroupedBatchSampler(ds.lengths(), cfg.batch_size, seed=cfg.seed, shuffle=shuffle)
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=partial(collate, pad_id=pad_id))
+
+
+def fit_causal_lm(model: torch.nn.Module, tokenizer: Any, train_rows: Sequence[dict[str, str]],
+                  val_rows: Sequence[dict[str, str]], cfg: LMTrainConfig, log_dir: str | Path,
+                  name: str = "lm") -> FitResult:
+    """Train `model` in place on (prompt, response) rows for `cfg.max_steps` steps; CSV logs under log_dir/name."""
+    cfg.validate()
+    if not train_rows:
+        raise ValueError("fit_causal_lm got no training rows; check the SFT data paths.")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    train = _loader(SFTDataset(train_rows, tokenizer, cfg.max_length), cfg, pad_id, shuffle=True)
+    val = _loader(SFTDataset(val_rows, tokenizer, cfg.max_length), cfg, pad_id, shuffle=False) if val_rows else None
+    loggers: list[Any] = [L.pytorch.loggers.CSVLogger(str(log_dir), name=name, version=0)]
+    if cfg.tensorboard:
+        loggers.append(L.pytorch.loggers.TensorBoardLogger(str(log_dir), name=name, version=0))
+    L.seed_everything(cfg.seed, verbose=False)
+    module = CausalLMModule(model, cfg)
+    trainer = L.Trainer(
+        max_steps=cfg.max_steps, max_epochs=-1, accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
+        logger=loggers, enable_checkpointing=False, enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
+        gradient_clip_val=cfg.grad_clip or None, log_every_n_steps=cfg.log_every_n_steps,
+        check_val_every_n_epoch=None, val_check_interval=cfg.val_every or cfg.max_steps,
+        limit_val_batches=cfg.limit_val_batches, num_sanity_val_steps=0, use_distributed_sampler=False,
+    )
+    start = time.perf_counter()
+    model.train()
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    model.eval()
+    metrics = trainer.callback_metrics
+    return FitResult(steps=trainer.global_step, tokens=module.tokens_seen, seconds=time.perf_counter() - start,
+                     train_loss=float(metrics["train_loss"]),
+                     val_loss=float(metrics["val_loss"]) if "val_loss" in metrics else None)
