@@ -1,14 +1,17 @@
 """The sandbox's verdicts and limits on ordinary programs (any isolation level; hostile ones: test_sandbox_hostile)."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from fr_bench.scoring.sandbox import Program, Sandbox, SandboxConfig
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory):
-    cfg = SandboxConfig(timeout_s=3, workers=2, max_output_bytes=1000,
+@pytest.fixture(scope="module", params=["auto", "process"])
+def sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The strongest level here, and the weakest (what a non-root user gets): verdicts must not depend on it."""
+    cfg = SandboxConfig(timeout_s=3, workers=2, max_output_bytes=1000, isolation=request.param,
                         tmp_root=str(tmp_path_factory.mktemp("sandbox_parent")))
     with Sandbox(cfg) as sb:
         yield sb
@@ -58,6 +61,15 @@ def test_main_guard_does_not_run_and_stdin_is_empty(sandbox: Sandbox) -> None:
     res = run(sandbox, Program("def f():\n    return 1\nif __name__ == '__main__':\n    f = None\n", "assert f() == 1"),
               Program("import sys\ndata = sys.stdin.read()\n", "assert data == ''\n"))
     assert [r.status for r in res] == ["passed", "passed"]
+
+
+def test_network_is_refused(sandbox: Sandbox) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:  # listening: only the sandbox can stop a connect
+        port = server.getsockname()[1]
+        code = ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', %d), timeout=2)\n    ok = True\n"
+                "except OSError as e:\n    print(repr(e))\n    ok = False\n" % port)
+        [res] = run(sandbox, Program(code, "assert ok is False\n"))
+    assert res.status == "passed", res.output
 
 
 def test_config_errors_name_the_field() -> None:

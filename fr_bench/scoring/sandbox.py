@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
 import secrets
 import shutil
 import subprocess
@@ -138,13 +139,10 @@ class _Runner:
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             return None
-        reply: list[bytes] = []
-        reader = threading.Thread(target=lambda: reply.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if reader.is_alive() or not reply or not reply[0]:
+        if not select.select([self.proc.stdout], [], [], timeout)[0]:
             return None
-        return json.loads(reply[0])
+        line = self.proc.stdout.readline()  # the runner writes each reply as one flushed line
+        return json.loads(line) if line else None
 
     def run(self, program: Program) -> ExecResult | None:
         """None when the runner itself died or hung (the caller replaces it)."""

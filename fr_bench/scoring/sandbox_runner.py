@@ -248,6 +248,7 @@ class Server:
     def _keeper(self, job, workdir, nonce, out_w, res_w, st_w, timeout):
         try:
             gc.disable()
+            _libc_call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a killed runner takes its jobs along
             devnull = os.open(os.devnull, os.O_RDWR)
             os.dup2(devnull, 0), os.dup2(devnull, 1)  # never write into the server's protocol pipe
             if self.level == "namespaces":
@@ -274,7 +275,7 @@ class Server:
             os.setsid()
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0), os.dup2(out_w, 1), os.dup2(out_w, 2), os.dup2(res_w, 3)
-            os.closerange(4, 65536)
+            os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
             if self.level == "namespaces":
                 self._private_filesystem(workdir)
             elif self.level == "uid":
