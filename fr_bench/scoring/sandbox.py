@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,23 +96,13 @@ def _program_env(run_root: str) -> dict[str, str]:
             "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _user_processes() -> int:
-    uid = os.getuid()
-    return sum(1 for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == uid)
-
-
-def _owner(p: Path) -> int | None:
-    try:
-        return p.stat().st_uid
-    except OSError:
-        return None
-
-
 class _Runner:
     """One trusted runner process; jobs go in as JSON lines, results come back as JSON lines."""
 
-    def __init__(self, cfg: SandboxConfig, uid: int, run_root: str, paths: tuple[list[str], list[str]]) -> None:
+    def __init__(self, cfg: SandboxConfig, slot: int, uid: int, run_root: str,
+                 paths: tuple[list[str], list[str]]) -> None:
         self.cfg = cfg
+        self.slot = slot
         stdlib, site_dirs = paths
         self.proc = subprocess.Popen(
             [cfg.python or sys.executable, "-I", "-S", str(RUNNER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -123,7 +114,6 @@ class _Runner:
             "readable_dirs": stdlib + (site_dirs if cfg.site_packages else []),
             "private_dirs": ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"],
             "sys_path": site_dirs if cfg.site_packages else [],
-            "user_processes": _user_processes() if os.geteuid() != 0 else 0,
         }
         hello = self._ask(server_cfg, timeout=60)
         if hello is None or "error" in hello:
@@ -131,6 +121,9 @@ class _Runner:
             raise SandboxError(f"sandbox runner failed to start: {hello and hello['error']}; set "
                                f"SandboxConfig.isolation to a level this machine supports (see docs/sandbox.md)")
         self.isolation: str = hello["isolation"]
+        if self.isolation == "process" and cfg.isolation == "auto":
+            warnings.warn(f"code sandbox: no namespaces or setuid here, programs run as uid {os.geteuid()} with "
+                          f"resource limits only (docs/sandbox.md)", RuntimeWarning, stacklevel=2)
 
     def _ask(self, obj: dict, timeout: float) -> dict | None:
         assert self.proc.stdin and self.proc.stdout
@@ -206,8 +199,7 @@ class Sandbox:
         assert self._run_root is not None
         if self._paths is None:
             self._paths = interpreter_paths(self.config.python or sys.executable)
-        runner = _Runner(self.config, self._uid_block + slot, self._run_root, self._paths)
-        runner.slot = slot  # type: ignore[attr-defined]
+        runner = _Runner(self.config, slot, self._uid_block + slot, self._run_root, self._paths)
         with self._lock:
             self._all.append(runner)
         self._idle.put(runner)
@@ -232,16 +224,16 @@ class Sandbox:
             self._replace(runner)
             raise
         if result is None:
-            runner = self._replace(runner)
+            self._replace(runner)
             return ExecResult("error", None, None, "sandbox runner died or hung; program counted as failed", 0.0)
         self._idle.put(runner)
         return result
 
-    def _replace(self, runner: _Runner) -> _Runner:
+    def _replace(self, runner: _Runner) -> None:
         runner.close()
         with self._lock:
             self._all.remove(runner)
-        return self._get_runner_for_slot(runner.slot)  # type: ignore[attr-defined]
+        self._get_runner_for_slot(runner.slot)
 
     def close(self) -> None:
         with self._lock:

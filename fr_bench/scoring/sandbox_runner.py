@@ -180,10 +180,12 @@ class Server:
         poller.register(pidfd, select.POLLIN)
         deadline = time.monotonic() + timeout + 5.0
         out_open = True
+        overstayed = False
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 os.kill(keeper, signal.SIGKILL)  # the program child dies with it (parent-death signal)
+                overstayed = True
                 break
             events = dict(poller.poll(left * 1000))
             if out_open and out_r in events:
@@ -201,8 +203,8 @@ class Server:
         tail = self._read_nonblocking(out_r, cap) if out_open else b""
         output += tail[: max(0, cap - len(output))]
         report = self._read_nonblocking(st_r, 4096)
-        if not report:  # the keeper itself was killed: count as a timeout
-            return bytes(output), wait_status, True
+        if not report:  # the keeper died: killed by our backstop, or by the program (process level)
+            return bytes(output), wait_status, overstayed
         info = json.loads(report)
         return bytes(output), info["status"], info["timed_out"]
 
@@ -307,11 +309,14 @@ class Server:
         mem = int(self.cfg["memory_bytes"])
         fsize = int(self.cfg["max_file_bytes"])
         nproc = int(self.cfg["max_processes"])
-        if self.level == "process":  # RLIMIT_NPROC counts every process of the user, not only the program's
-            nproc += self.cfg["user_processes"]
+        if self.level == "process":  # RLIMIT_NPROC counts every process and thread of the user, not only ours
+            nproc += _user_tasks(os.getuid())
         for res, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_DATA, mem), (resource.RLIMIT_CPU, cpu),
                            (resource.RLIMIT_FSIZE, fsize), (resource.RLIMIT_NPROC, nproc),
                            (resource.RLIMIT_NOFILE, 256), (resource.RLIMIT_CORE, 0)):
+            hard = resource.getrlimit(res)[1]
+            if hard != resource.RLIM_INFINITY:  # a user cannot raise a hard limit, only lower it
+                value = min(value, hard)
             resource.setrlimit(res, (value, value))
 
     def _private_filesystem(self, workdir):
@@ -322,6 +327,19 @@ class Server:
             _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
         os.makedirs(workdir, exist_ok=True)
         _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0700,uid={self.uid},gid={self.uid}")
+
+
+def _user_tasks(uid):
+    """Threads (tasks) the user runs right now: what RLIMIT_NPROC already counts against the program."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.stat(f"/proc/{pid}").st_uid == uid:
+                    count += len(os.listdir(f"/proc/{pid}/task"))
+            except OSError:
+                pass
+    return count
 
 
 def _block_sockets():
@@ -355,8 +373,10 @@ def _run_untrusted(program, test, keep, nonce, result_fd):
             traceback.print_exc()
         finally:
             exit_(1)
-    write(result_fd, nonce)
-    exit_(0)
+    try:
+        write(result_fd, nonce)  # fails (no pass) if the program closed or replaced fd 3
+    finally:
+        exit_(0)
 
 
 def main():
