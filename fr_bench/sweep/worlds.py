@@ -71,7 +71,7 @@ def resolve_world(cfg: SweepConfig) -> World:
     """Build (or load from cache) the world and fill in the task data paths it provides."""
     wc = cfg.world
     if wc.kind == "micro":
-        from ..micro import build_micro_world
+        from ..micro.build import build_micro_world
 
         world, _ = build_micro_world(_micro_config(wc))
     else:
