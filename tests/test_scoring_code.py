@@ -36,8 +36,8 @@ def test_all_humaneval_canonical_solutions_pass(humaneval) -> None:
     task, rows = humaneval
     assert len(rows) == 164 and rows[0]["id"] == "HumanEval/0"
     # half as bare bodies (completion style), half as full functions in a fence (chat style)
-    outputs = [r["canonical_solution"] if i % 2 else f"Here you go:\n```python\n{r['prompt']}{r['canonical_solution']}```"
-               for i, r in enumerate(rows)]
+    outputs = [r["canonical_solution"] if i % 2 else
+               f"Here you go:\n```python\n{r['prompt']}{r['canonical_solution']}```" for i, r in enumerate(rows)]
     results = task.score(rows, outputs)
     failed = {r.id: r.details["output"][-300:] for r in results if not r.correct}
     assert failed == {}
@@ -60,7 +60,8 @@ def test_humaneval_wrong_and_looping_programs_fail(humaneval) -> None:
 def test_humaneval_full_function_keeps_prompt_helpers(humaneval) -> None:
     _, rows = humaneval
     row = next(r for r in rows if r["id"] == "HumanEval/38")  # check() calls encode_cyclic from the prompt
-    program, code = humaneval_program(row, "```python\ndef decode_cyclic(s):\n    return encode_cyclic(encode_cyclic(s))\n```")
+    answer = "```python\ndef decode_cyclic(s):\n    return encode_cyclic(encode_cyclic(s))\n```"
+    program, code = humaneval_program(row, answer)
     assert "def encode_cyclic" in program.code and code.startswith("def decode_cyclic")
     assert program.keep == ("decode_cyclic",)
 
@@ -85,6 +86,22 @@ def test_mbpp_wrong_program_fails_and_prompt_format(mbpp) -> None:
                                       + "\n".join(row["test_list"]))
     program, _ = mbpp_program(row, "[BEGIN]\n" + row["code"] + "\n[DONE]")
     assert "[DONE]" not in program.code and "[BEGIN]" not in program.code
+
+
+def test_mbpp_fewshot_exemplars_are_lm_evals() -> None:
+    """Compared with the list in lm-eval's mbpp/utils.py (read, not imported: importing it loads `evaluate`)."""
+    import ast
+
+    import lm_eval
+
+    from fr_bench.tasks.mbpp import FEWSHOT_EXEMPLARS
+
+    source = (Path(lm_eval.__file__).parent / "tasks" / "mbpp" / "utils.py").read_text()
+    [func] = [n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "list_fewshot_samples"]
+    scope: dict = {}
+    exec(ast.get_source_segment(source, func), scope)
+    ref = [{k: v for k, v in ex.items() if k != "is_fewshot"} for ex in scope["list_fewshot_samples"]()]
+    assert ref == [dict(ex) for ex in FEWSHOT_EXEMPLARS]
 
 
 def test_mbpp_split_rule_and_fewshot(tmp_path: Path, shared_data: Path, mbpp) -> None:

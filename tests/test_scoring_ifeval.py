@@ -104,8 +104,8 @@ rows = {{r["prompt"]: r for r in task.load()}}
 responses = [json.loads(l) for l in open({str(ref / "input_response_data_gpt4_20231107_145030.jsonl")!r})]
 pairs = [(rows[r["prompt"]], r["response"]) for r in responses if r["prompt"] in rows]
 results = task.score([p for p, _ in pairs], [o for _, o in pairs])
-print(json.dumps({{"metrics": task.aggregate(results), "downloads": downloads,
-                  "per_prompt": {{p["prompt"]: [p["id"], r.details["instructions"]] for (p, _), r in zip(pairs, results)}}}}))
+per_prompt = {{p["prompt"]: [p["id"], r.details["instructions"]] for (p, _), r in zip(pairs, results)}}
+print(json.dumps({{"metrics": task.aggregate(results), "downloads": downloads, "per_prompt": per_prompt}}))
 """
     env = {**os.environ, "NLTK_DATA": str(tmp_path / "nowhere"), "FR_BENCH_CACHE": str(tmp_path / "cache"),
            "HF_HUB_OFFLINE": "1"}

@@ -9,7 +9,8 @@ Protocol (one JSON object per line): the first stdin line is the server config; 
 {"status", "exit_code", "signal", "output", "duration_s"}.
 
 Per job:  server ── fork ── keeper ──[new pid, ipc and mount namespaces]── fork ── program
-(at the namespaces level the server itself sits in an empty network namespace that all its programs share). The keeper is a disposable parent that enforces the wall-clock limit; the program child sets up its private file
+(at the namespaces level the server itself sits in an empty network namespace that all its programs share).
+The keeper is a disposable parent that enforces the wall-clock limit; the program child sets up its private file
 system, resource limits and (as root) an unprivileged uid, then runs `program` and `test` and writes the job's random
 nonce to a pipe only when both finished without an exception. The server reports "passed" only for exit status 0 plus
 the right nonce. docs/sandbox.md says what each isolation level does and does not contain.
