@@ -41,6 +41,10 @@ from fr_bench.models.router import RouterModel
 SHAPES = {
     "micro": ("llama", dict(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
                             num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048)),
+    "micro-gemma2": ("gemma2", dict(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                                    num_attention_heads=8, num_key_value_heads=4, head_dim=32, sliding_window=32,
+                                    final_logit_softcapping=30.0, attn_logit_softcapping=50.0,
+                                    query_pre_attn_scalar=32, max_position_embeddings=2048)),
     "llama-3.2-1b": ("llama", dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                                    num_attention_heads=32, num_key_value_heads=8, head_dim=64, rope_theta=500000.0,
                                    max_position_embeddings=131072, tie_word_embeddings=True)),
@@ -53,14 +57,15 @@ N_EXPERTS = 3
 
 
 def random_lm(shape: str, seed: int, dtype: torch.dtype, device: str) -> torch.nn.Module:
-    from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
+    """A causal LM of `shape` with transformers' random init, built directly on `device` in `dtype`."""
+    from transformers import AutoModelForCausalLM, Gemma2Config, LlamaConfig
 
     family, kwargs = SHAPES[shape]
     config = (LlamaConfig if family == "llama" else Gemma2Config)(**kwargs)
     torch.manual_seed(seed)
     with torch.device(device):
-        model = (LlamaForCausalLM if family == "llama" else Gemma2ForCausalLM)(config)
-    return freeze(model.to(dtype))
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return freeze(model)
 
 
 @dataclass
@@ -135,7 +140,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="micro")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--prompt-len", type=int, default=64, help="mean prompt length (batch rows vary +-25%%)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--router-switch-rate", type=float, default=0.05, help="share of tokens off the home expert")
@@ -167,11 +172,13 @@ def main() -> None:
         for engine in engines.values():                          # warm-up (allocator, lazy imports, kernels)
             timed(engine, prompts, 4, args.device)
         times: dict[str, list[float]] = {name: [] for name in engines}
+        work: dict[str, tuple[int, int]] = {}                    # name -> (forwards, positions): contention-free
         for _ in range(args.repeats):
             outs = {}
             for name, engine in engines.items():
                 seconds, outs[name], stats = timed(engine, prompts, args.new_tokens, args.device)
                 times[name].append(seconds)
+                work[name] = (sum(stats.forwards), sum(stats.tokens))
                 if name == "fusion":
                     fusion_stats = stats
             exact = [o.token_ids for o in outs["fusion"]] == [o.token_ids for o in outs["naive"]]
@@ -179,6 +186,9 @@ def main() -> None:
         med = {name: statistics.median(ts) for name, ts in times.items()}
         result[f"fusion_over_single_b{batch}"] = round(med["fusion"] / med["single"], 3)
         result[f"naive_over_single_b{batch}"] = round(med["naive"] / med["single"], 3)
+        result[f"fusion_over_single_b{batch}_min"] = round(min(times["fusion"]) / min(times["single"]), 3)
+        result[f"fusion_forwards_over_single_b{batch}"] = round(work["fusion"][0] / work["single"][0], 3)
+        result[f"fusion_positions_over_single_b{batch}"] = round(work["fusion"][1] / work["single"][1], 3)
         result[f"single_ms_per_token_b{batch}"] = round(1000 * med["single"] / args.new_tokens, 3)
         key = "catch_up_share" if batch == 1 else f"catch_up_share_b{batch}"
         result[key] = round(fusion_stats.catch_up_share, 3)

@@ -57,6 +57,19 @@ def test_batched_equals_one_by_one(family, tok):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_rows_leaving_the_batch_do_not_disturb_the_others(family, tok):
+    """With frequent eos ids rows finish at different steps and are dropped from every cache, lagging ones too."""
+    prompts = prompts_of_lengths(LENGTHS, seed=6)
+    engine = fusion_engine(family, tok)
+    engine.eos_ids = set(range(10, 18))
+    batched, _ = engine.generate_ids(prompts, NEW, batch_size=len(prompts))
+    assert len({len(out.token_ids) for out in batched}) > 2                 # rows did finish at different steps
+    for prompt, out in zip(prompts, batched):
+        alone, _ = engine.generate_ids([prompt], NEW)
+        assert alone[0].token_ids == out.token_ids and alone[0].finish_reason == out.finish_reason
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_zero_router_logits_reduce_to_routed_experts(family, tok):
     """With z_router = 0 the complement is a constant, so FusionRoute = routing alone (the no-complement ablation)."""
     router = tiny_router(family, 0, n_experts=3)
