@@ -45,18 +45,24 @@ def test_cli_scores_humaneval_and_writes_per_sample_file(tmp_path: Path, shared_
     assert {"id", "extracted", "gold", "correct", "metrics", "details"} <= set(samples[0])
 
 
-def test_cli_gsm8k_subset_and_ifeval_instruction_records(tmp_path: Path, shared_data: Path) -> None:
+def test_cli_gsm8k_subset(tmp_path: Path, shared_data: Path) -> None:
     preds = write_jsonl(tmp_path / "g.jsonl", [{"id": 3, "output": "... #### 540"}, {"id": "0", "output": "#### 17"}])
     proc = score_cli("--task", "gsm8k", "--predictions", preds, "--data", shared_data / "gsm8k" / "test.jsonl")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
         "task": "gsm8k", "exact_match_strict": 0.5, "exact_match_flexible": 0.5, "n": 2}
 
+
+def test_cli_ifeval_records_each_instruction(tmp_path: Path, shared_data: Path, capsys) -> None:
+    """In-process (`main(argv)`), so lm-eval's slow import is shared with the other IFEval tests."""
+    from fr_bench.score import main
+
     preds = write_jsonl(tmp_path / "i.jsonl", [{"id": 1000, "output": "A short reply without commas."}])
-    out = tmp_path / "ifeval.json"
-    proc = score_cli("--task", "ifeval", "--predictions", preds, "--data", shared_data / "ifeval" / "input_data.jsonl",
-                     "--out", out)
-    assert proc.returncode == 0, proc.stderr
+    code = main(["--task", "ifeval", "--predictions", str(preds), "--data",
+                 str(shared_data / "ifeval" / "input_data.jsonl"), "--out", str(tmp_path / "ifeval.json")])
+    assert code == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["n"] == 1 and metrics["inst_level_strict_acc"] == pytest.approx(1 / 3)
     [sample] = [json.loads(line) for line in (tmp_path / "ifeval.samples.jsonl").read_text().splitlines()]
     assert [(i["id"], i["strict"]) for i in sample["details"]["instructions"]] == [
         ("punctuation:no_comma", True), ("detectable_format:number_highlighted_sections", False),
