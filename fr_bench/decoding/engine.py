@@ -110,7 +110,7 @@ class DecodeStats:
     catch_up_steps: int = 0
     forwards: list[int] = field(default_factory=list)      # per model: forward calls
     tokens: list[int] = field(default_factory=list)        # per model: positions run (batch rows x tokens)
-    cache_bytes: int = 0                                   # KV bytes of all models at the end of the largest batch
+    cache_bytes: int = 0                                   # KV bytes of all models when a batch ended (max)
 
     @property
     def catch_up_share(self) -> float:
@@ -185,8 +185,7 @@ class DecodeEngine:
         self.policy = policy
         self.tokenizer = tokenizer
         self.eos_ids = eos_token_ids(tokenizer, models) if eos_ids is None else set(eos_ids)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
-        self.pad_id = pad
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
         self.lazy = lazy
         self.device = next(models[0].parameters()).device
 
@@ -212,7 +211,7 @@ class DecodeEngine:
             chunk = order[start:start + batch_size]
             for row in self._decode_batch([prompts[i] for i in chunk], chunk, max_new_tokens, stops, temperature,
                                           generator, stats):
-                results[row.prompt_index] = self._finish(row, stops)
+                results[row.prompt_index] = self._finish(row)
             stats.cache_bytes = max(stats.cache_bytes, sum(m.cache_bytes() for m in self.models))
         for m in self.models:                     # release the caches between calls
             m.reset()
@@ -249,8 +248,10 @@ class DecodeEngine:
             buf.append(tokens)
             stats.steps += 1
             stats.catch_up_steps += step > 0 and max(spans) > 1
-            token_list = tokens.tolist()
-            choice_list = choices.tolist() if choices is not None else None
+            if choices is None:                     # one device sync per step for the tokens (and choices)
+                token_list, choice_list = tokens.tolist(), None
+            else:
+                token_list, choice_list = torch.stack([tokens, choices.to(tokens.device)]).tolist()
             finished = []
             for j, row in enumerate(active):
                 row.tokens.append(token_list[j])
@@ -274,7 +275,7 @@ class DecodeEngine:
                 active = [active[j] for j in keep]
         return rows
 
-    def _finish(self, row: _Row, stops: StopStrings) -> Decoded:
+    def _finish(self, row: _Row) -> Decoded:
         if row.text is None:
             body = row.tokens[:-1] if row.finish == "eos" else row.tokens
             row.text = self.tokenizer.decode(body, skip_special_tokens=True)
