@@ -54,3 +54,5 @@ def test_missing_checkpoint_is_named(folders, tmp_path):
         ExpertPool.load({"math": missing}, folders["tokenizer"])
     with pytest.raises(FileNotFoundError, match="expert 'x'.*not-a-model"):
         ExpertPool.load({"x": "not-a-model"}, folders["tokenizer"])      # not a folder and not an org/name
+    with pytest.raises(FileNotFoundError, match="expert 'y'.*Hugging Face cache"):
+        ExpertPool.load({"y": "fr-bench-test/not-cached"}, folders["tokenizer"])   # a Hub name, offline

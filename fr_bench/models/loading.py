@@ -93,7 +93,11 @@ def check_same_vocabulary(role: str, location: str, reference_tokenizer: str, re
     """Refuse (VocabularyMismatchError) a model whose tokenizer or logit size differs; returns its vocab size."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(location)
+    try:
+        config = AutoConfig.from_pretrained(location)
+    except OSError as err:
+        raise FileNotFoundError(f"{role}: cannot read the config of '{location}': it is not a local checkpoint folder "
+                                f"and not in the Hugging Face cache (runs are offline). Original error: {err}") from err
     vocab_size = config.get_text_config().vocab_size
     diffs = []
     if reference_vocab_size is not None and vocab_size != reference_vocab_size:
