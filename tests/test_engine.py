@@ -5,7 +5,7 @@ import pytest
 import torch
 from tiny_lms import one_thread, prompts_of_lengths, tiny_lm, tiny_router, tiny_tokenizer
 
-from fr_bench.decoding.engine import DecodeEngine
+from fr_bench.decoding.engine import DecodeEngine, ModelOutput
 from fr_bench.decoding.policies import FusionRoute, SingleModel
 
 FAMILIES = ["llama", "gemma2"]
@@ -136,3 +136,29 @@ def test_sampling_is_seeded(tok):
     assert [x.token_ids for x in a] == [x.token_ids for x in b]
     assert [x.token_ids for x in a] != [x.token_ids for x in c]
     assert [x.token_ids for x in a] != [x.token_ids for x in greedy]
+
+
+@pytest.mark.parametrize("combine", ["logprob", "logit"])
+def test_fusionroute_rule_per_row(combine):
+    """The combination rule on fixed logits: row b adds the router's term to expert choices[b]'s logits."""
+    g = torch.Generator().manual_seed(0)
+    z_router, z_experts = torch.randn(3, 10, generator=g), torch.randn(2, 3, 10, generator=g)
+    routing = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, -1.0]])          # rows choose experts 0, 1, 0
+    outputs = {0: ModelOutput(z_router, routing), 1: ModelOutput(z_experts[0]), 2: ModelOutput(z_experts[1])}
+    called = []
+
+    def run(i):
+        called.append(i)
+        return outputs[i]
+
+    logits, choices = FusionRoute(router=0, experts=[1, 2], combine=combine).step(run)
+    assert choices.tolist() == [0, 1, 0] and sorted(called) == [0, 1, 2]
+    chosen = z_experts[choices, torch.arange(3)]
+    expected = (chosen.log_softmax(-1) + z_router.log_softmax(-1)) if combine == "logprob" else chosen + z_router
+    torch.testing.assert_close(logits, expected, rtol=0, atol=0)
+    alone, _ = FusionRoute(router=0, experts=[1, 2], complement=False).step(run)
+    torch.testing.assert_close(alone, chosen, rtol=0, atol=0)
+    outputs[0] = ModelOutput(z_router, torch.tensor([[1.0, 0.0]] * 3))       # every row picks expert 0 ...
+    called.clear()
+    FusionRoute(router=0, experts=[1, 2], combine=combine).step(run)
+    assert called == [0, 1]                                                  # ... so expert 1 never runs
