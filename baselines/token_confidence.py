@@ -10,7 +10,8 @@ from pathlib import Path
 
 from fr_bench.decoding.engine import DecodeEngine
 from fr_bench.decoding.method import DecodeOptions, EngineMethod
-from fr_bench.decoding.policies import Confidence
+from fr_bench.config import ConfigError
+from fr_bench.decoding.policies import CONFIDENCE_CRITERIA, Confidence
 from fr_bench.methods import register_method
 from fr_bench.models.expert_pool import ExpertPool
 
@@ -23,6 +24,12 @@ class TokenConfidenceOptions(DecodeOptions):
 @register_method("token_confidence")
 class TokenConfidenceMethod(EngineMethod):
     options_schema = TokenConfidenceOptions
+
+    def __init__(self, world, options=None, seed: int = 0) -> None:
+        super().__init__(world, options, seed)
+        if self.cfg.criterion not in CONFIDENCE_CRITERIA:
+            raise ConfigError(f"method '{self.name}': criterion '{self.cfg.criterion}' is unknown; use one of "
+                              f"{list(CONFIDENCE_CRITERIA)}")
 
     def load(self, artifacts: dict[str, Path]) -> None:
         pool = ExpertPool.load(self.world.experts, self.world.tokenizer, self.dtype, self.device,

@@ -105,3 +105,7 @@ def test_single_model_and_confidence_methods(world):
     assert all(set(x.expert_choices) <= {0, 1, 2} for x in c)
     with pytest.raises(ValueError, match="model='vision'"):
         get_method_class("single_model")(world, {"model": "vision"}).load({})
+    with pytest.raises(ValueError, match="criterion 'perplexity'"):               # refused before any loading
+        get_method_class("token_confidence")(world, {"criterion": "perplexity"})
+    with pytest.raises(ValueError, match="combine 'sum'"):
+        get_method_class("fusionroute")(world, {"combine": "sum"})

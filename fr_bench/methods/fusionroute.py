@@ -12,7 +12,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..decoding.engine import DecodeEngine
 from ..decoding.method import DecodeOptions, EngineMethod
-from ..decoding.policies import FusionRoute
+from ..decoding.policies import COMBINE_RULES, FusionRoute
 from ..models.expert_pool import ExpertPool
 from ..models.loading import check_same_vocabulary, checkpoint_location, freeze, torch_dtype
 from ..models.router import RouterModel
@@ -38,6 +38,9 @@ class FusionRouteMethod(EngineMethod):
         if tuple(self.cfg.stages) not in STAGE_ARTIFACTS:
             raise ConfigError(f"method '{self.name}': stages {self.cfg.stages} are not a trained router; use one of "
                               f"{[list(s) for s in STAGE_ARTIFACTS]}")
+        if self.cfg.combine not in COMBINE_RULES:
+            raise ConfigError(f"method '{self.name}': combine '{self.cfg.combine}' is unknown; use one of "
+                              f"{list(COMBINE_RULES)}")
 
     def requires(self) -> list[str]:
         return [STAGE_ARTIFACTS[tuple(self.cfg.stages)]]
