@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q $(PIP_FLAGS) --upgrade pip
 	# torch first and exactly pinned, so no resolver step can pull a CUDA build
 	$(VENV)/bin/pip install -q $(PIP_FLAGS) torch==2.13.0
-	$(VENV)/bin/pip install -q $(PIP_FLAGS) -e ".[dev]"
+	$(VENV)/bin/pip install -q $(PIP_FLAGS) -e ".[dev,ray]"
 	touch $(STAMP)
 
 venv: $(STAMP)

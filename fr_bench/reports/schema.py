@@ -146,10 +146,15 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def sample_value(row: dict[str, Any], metric: str) -> float:
-    """A sample's value of `metric`: its `metrics` entry, else `correct` as 1/0 (for the primary metric)."""
+    """A sample's value of `metric`: its `metrics` entry, else `correct` as 1/0 (for the primary metric).
+
+    A list entry (IFEval's per-instruction results) counts as the sample's fraction of passed items."""
     metrics = row.get("metrics") or {}
-    if metric in metrics and metrics[metric] is not None:
-        return float(metrics[metric])
+    value = metrics.get(metric)
+    if isinstance(value, list):
+        return sum(map(float, value)) / len(value) if value else 0.0
+    if value is not None:
+        return float(value)
     return float(bool(row.get("correct")))
 
 

@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("fr_bench").setLevel(logging.INFO)
     try:
         cfg = load_config(SweepConfig, args.config, args.overrides)
         plan = select(make_plan(cfg, world_key(cfg.world), planned_tasks(cfg)), args.only)

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from ..artifacts import get_artifact
 from ..cache import atomic_dir, atomic_write_json, atomic_write_text, cache_root, is_complete
-from ..world import World
+from ..world import TaskSpec, World
 from .cells import Job, cell_dir, cell_done, read_cell
 from .config import SweepConfig
 from .executor import get_executor
@@ -66,7 +66,10 @@ def make_jobs(plan: Plan, world: World, cfg: SweepConfig, force: bool) -> list[J
                                {a: str(artifact_path(k)) for a, k in cell.artifacts.items()}, [], cfg.batch_size,
                                str(cache_root()))
         if all(c[0] != cell.key for c in groups[gkey].cells):  # unseeded cells share one key across seeds
-            groups[gkey].cells.append((cell.key, cell.task, cell.spec))
+            resolved = world.tasks[cell.task]  # the world knows where its data lives (micro: in the cache)
+            spec = TaskSpec(cell.spec.task, cell.spec.data or resolved.data, cell.spec.limit or resolved.limit,
+                            resolved.max_new_tokens if cell.spec.data is None else cell.spec.max_new_tokens)
+            groups[gkey].cells.append((cell.key, cell.task, spec))
     return list(groups.values())
 
 

@@ -130,7 +130,7 @@ def single_model_engine(lm: nn.Module, tokenizer: Any) -> Any:
 def sample_world_pairs(world: World, cfg: PairsConfig, engine: Any, tokenizer: Any, seed: int,
                        batch_size: int = 8) -> tuple[list[dict], list[dict]]:
     """Pairs over every domain of world.pref_prompts, sampled through `engine`; capped by cfg.max_pairs (seeded)."""
-    from .sft import read_jsonl
+    from ..tasks import get_task
 
     if not world.pref_prompts:
         raise ValueError("world.pref_prompts is empty: pair sampling needs training prompts with a verifier; give "
@@ -138,7 +138,7 @@ def sample_world_pairs(world: World, cfg: PairsConfig, engine: Any, tokenizer: A
     pairs, log = [], []
     for domain, path in world.pref_prompts.items():
         task = task_for_domain(world, domain)
-        rows = read_jsonl(path)[:cfg.max_prompts]
+        rows = get_task(task.name, data=path).load()[:cfg.max_prompts]  # through the task: rows get their ids
         gen = engine_generate_fn(engine, task, tokenizer, cfg.max_new_tokens or task.max_new_tokens, cfg.temperature,
                                  batch_size)
         got, samples = build_preference_pairs(rows, task, gen, cfg.n_samples, seed, domain=domain,

@@ -1,0 +1,116 @@
+"""The smoke sweep end to end: every table and plot, warm reruns, kill-and-resume, determinism, the Ray executor.
+
+One uninterrupted cold run (module fixture) is the reference the other runs are compared against.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fr_bench.sweep.__main__ import main as sweep_main
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = str(REPO / "experiments" / "smoke.yaml")
+
+
+def metrics_of(out: Path) -> dict[tuple[str, str, int], dict]:
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return {(r["method"], r["task"], r["seed"]): r["metrics"] for r in rows}
+
+
+def cells_in(cache: Path) -> dict[str, float]:
+    """Finished evaluation cells -> mtime of their result file."""
+    return {p.parent.name: p.stat().st_mtime_ns for p in (cache / "cells").glob("*/result.json")
+            if (p.parent / ".complete").exists()}
+
+
+def run(cache: Path, out: Path, *args: str) -> int:
+    os.environ["FR_BENCH_CACHE"] = str(cache)
+    return sweep_main([SMOKE, "--out", str(out), *args])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A cold, uninterrupted smoke sweep in a fresh cache."""
+    root = tmp_path_factory.mktemp("smoke_ref")
+    old = os.environ.get("FR_BENCH_CACHE")
+    assert run(root / "cache", root / "out") == 0
+    yield root
+    if old is not None:
+        os.environ["FR_BENCH_CACHE"] = old
+
+
+def test_smoke_sweep_writes_every_table_and_plot(reference):
+    out = reference / "out"
+    from fr_bench.sweep.config import SweepConfig
+    from fr_bench.config import load_config
+
+    cfg = load_config(SweepConfig, SMOKE)
+    got = metrics_of(out)
+    assert len(got) == len(cfg.methods) * 4 * len(cfg.seeds)
+    for method in cfg.methods:
+        for seed in cfg.seeds:
+            for task in ("micro_math", "micro_code", "micro_if", "micro_general"):
+                samples = out / "samples" / method / task / f"seed{seed}.jsonl"
+                assert samples.is_file() and samples.read_text().strip(), samples
+    for ext in ("md", "tex", "csv"):
+        assert list((out / "tables").glob(f"*.{ext}")), ext
+    pngs = {p.stem for p in (out / "plots").glob("*.png")}
+    pdfs = {p.stem for p in (out / "plots").glob("*.pdf")}
+    assert pngs == pdfs and len(pngs) >= 5, pngs
+    report = (out / "report.md").read_text()
+    assert "fusionroute" in report and "![" in report
+    routed = [json.loads(line) for line in (out / "samples" / "fusionroute" / "micro_math" / "seed0.jsonl")
+              .read_text().splitlines()]
+    assert all(len(r["expert_choices"]) == len(r["tokens"]) for r in routed)
+
+
+def test_warm_rerun_recomputes_nothing(reference, tmp_path):
+    before = cells_in(reference / "cache")
+    start = time.perf_counter()
+    assert run(reference / "cache", tmp_path / "out", "--no-report") == 0
+    assert cells_in(reference / "cache") == before
+    assert metrics_of(tmp_path / "out") == metrics_of(reference / "out")
+    assert time.perf_counter() - start < 120  # generous: a warm run only reads files
+
+
+def test_kill_and_resume_matches_uninterrupted_run(reference, tmp_path):
+    """SIGKILL a cold sweep after some cells finished; the rerun recomputes none of them and ends where the
+    uninterrupted (and independently trained: same seeds) reference ended."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "FR_BENCH_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "fr_bench.sweep", SMOKE, "--out", str(tmp_path / "out"),
+                             "--no-report"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=REPO)
+    deadline = time.time() + 600
+    while time.time() < deadline and len(cells_in(cache)) < 3 and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep ended before it could be killed; make smoke.yaml's cells slower"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = cells_in(cache)
+    assert finished, "no cell had finished before the kill"
+    assert run(cache, tmp_path / "out") == 0
+    after = cells_in(cache)
+    assert {k: after[k] for k in finished} == finished          # no finished cell recomputed
+    for path in (tmp_path / "out").rglob("*.json*"):             # no corrupt result file
+        text = path.read_text()
+        [json.loads(line) for line in text.splitlines() if line] if path.suffix == ".jsonl" else json.loads(text)
+    assert metrics_of(tmp_path / "out") == metrics_of(reference / "out")  # and determinism across cold runs
+
+
+def test_ray_executor_gives_the_same_results(reference, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(reference / "cache", cache)                  # reuse trained artifacts: cells run on Ray
+    shutil.rmtree(cache / "cells")
+    assert run(cache, tmp_path / "out", "--no-report", "executor.kind=ray", "executor.num_cpus_per_cell=1") == 0
+    assert metrics_of(tmp_path / "out") == metrics_of(reference / "out")
