@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"to build: {todo_a} artifact(s); to evaluate: {todo_c} cell(s)")
         return 0
     start = time.perf_counter()
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     try:
         world = resolve_world(cfg)
     except ConfigError as exc:

@@ -40,6 +40,7 @@ class Job:
     cells: list[tuple[str, str, Any]]  # (cell key, task display name, TaskSpec)
     batch_size: int
     cache: str                         # FR_BENCH_CACHE to use (remote workers)
+    threads: int = 0                   # torch intra-op threads; 0 = leave torch's default
 
 
 def run_job(job: Job) -> list[str]:
@@ -53,6 +54,8 @@ def run_job(job: Job) -> list[str]:
     from ..tasks import get_task
 
     os.environ["FR_BENCH_CACHE"] = job.cache
+    if job.threads:
+        torch.set_num_threads(job.threads)
     torch.manual_seed(job.seed)
     options = {"batch_size": job.batch_size, **job.options}
     method = get_method_class(job.method)(job.world, options, job.seed)

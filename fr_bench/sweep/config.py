@@ -62,6 +62,9 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     limit: int | None = None            # cap on rows per task (all tasks), for quick runs
     batch_size: int = 16
+    # torch intra-op threads for training and decoding; 0 = torch's default. Tiny models decode fastest on 1 thread,
+    # and more threads than free cores make OpenMP spin (20x slower when another process holds a core).
+    threads: int = 0
     reference_method: str = "fusionroute"
     # Per-artifact config overrides, validated against each artifact's dataclass (fr_bench.artifacts).
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -64,7 +64,7 @@ def make_jobs(plan: Plan, world: World, cfg: SweepConfig, force: bool) -> list[J
         if gkey not in groups:
             groups[gkey] = Job(world, cell.method, cell.entry.method, dict(cell.entry.options), seed,
                                {a: str(artifact_path(k)) for a, k in cell.artifacts.items()}, [], cfg.batch_size,
-                               str(cache_root()))
+                               str(cache_root()), cfg.threads)
         if all(c[0] != cell.key for c in groups[gkey].cells):  # unseeded cells share one key across seeds
             resolved = world.tasks[cell.task]  # the world knows where its data lives (micro: in the cache)
             spec = TaskSpec(cell.spec.task, cell.spec.data or resolved.data, cell.spec.limit or resolved.limit,
