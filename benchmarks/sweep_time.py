@@ -1,0 +1,40 @@
+"""Cold and warm wall time of a sweep (default: the default sweep), each in a subprocess, in one run.
+
+Cold = a fresh, empty artifact cache (micro world, training, every evaluation); warm = the same command again.
+Last stdout line: {"cold_s": .., "warm_s": .., "config": ..}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=REPO, check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("config", nargs="?", default="experiments/ablations.yaml")
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fr_bench_sweep_time_") as tmp:
+        env = {**os.environ, "FR_BENCH_CACHE": str(Path(tmp) / "cache")}
+        cmd = [sys.executable, "-m", "fr_bench.sweep", args.config, *args.overrides, "--out", str(Path(tmp) / "out")]
+        cold = timed(cmd, env)
+        warm = timed(cmd, env)
+    print(json.dumps({"cold_s": round(cold, 1), "warm_s": round(warm, 1), "config": args.config}))
+
+
+if __name__ == "__main__":
+    main()
