@@ -22,6 +22,7 @@ from torch import nn
 
 from fr_bench.chat import encode_example, format_prompt
 from fr_bench.config import ConfigError
+from fr_bench.training.data import right_pad
 from fr_bench.world import World
 
 HEAD_FILE = "prompt_router.safetensors"
@@ -61,16 +62,6 @@ class PromptRouterConfig:
 
 # --- shared scoring primitives ---------------------------------------------------------------------------------
 
-def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(list(s), dtype=torch.long)
-        mask[i, :len(s)] = 1
-    return ids, mask
-
-
 @torch.inference_mode()
 def mean_response_logprobs(model: nn.Module, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
                            pad_id: int, batch_size: int = 8) -> list[float]:
@@ -80,7 +71,7 @@ def mean_response_logprobs(model: nn.Module, prompts: Sequence[Sequence[int]], r
     out: list[float] = []
     for start in range(0, len(prompts), batch_size):
         ps, rs = prompts[start:start + batch_size], responses[start:start + batch_size]
-        ids, mask = _right_pad([list(p) + list(r) for p, r in zip(ps, rs)], pad_id)
+        ids, mask = right_pad([list(p) + list(r) for p, r in zip(ps, rs)], pad_id)
         ids, mask = ids.to(device), mask.to(device)
         logp = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
         token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)             # log p of token t+1
@@ -97,7 +88,7 @@ def prompt_features(model: nn.Module, prompts: Sequence[Sequence[int]], pad_id: 
     device = next(model.parameters()).device
     feats = []
     for start in range(0, len(prompts), batch_size):
-        ids, mask = _right_pad(prompts[start:start + batch_size], pad_id)
+        ids, mask = right_pad(prompts[start:start + batch_size], pad_id)
         ids, mask = ids.to(device), mask.to(device)
         hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
         if pooling == "mean":

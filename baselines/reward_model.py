@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from fr_bench.chat import format_prompt
 from fr_bench.config import ConfigError
+from fr_bench.training.data import right_pad
 from fr_bench.world import World
 
 
@@ -72,17 +73,6 @@ def encode(tokenizer: Any, prompt: str, response: str, max_length: int) -> list[
     return ids[-max_length:] if ids else [tokenizer.eos_token_id]
 
 
-def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and attention mask."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(list(s), dtype=torch.long)
-        mask[i, :len(s)] = 1
-    return ids, mask
-
-
 def last_token_rewards(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Scalar rewards [B] of a sequence classifier (`base_model` + `score` head) read at each row's last real token
     (right padding); pooling by the attention mask, not by the pad id, so an eos-as-pad tokenizer is safe."""
@@ -125,7 +115,7 @@ class RewardModel:
         device = next(self.model.parameters()).device
         out: list[float] = []
         for start in range(0, len(seqs), batch_size):
-            ids, mask = _pad(seqs[start:start + batch_size], self.pad_id)
+            ids, mask = right_pad(seqs[start:start + batch_size], self.pad_id)
             out += last_token_rewards(self.model, ids.to(device), mask.to(device)).tolist()
         return out
 
@@ -165,7 +155,7 @@ def encode_pairs(rows: Sequence[dict[str, str]], tokenizer: Any, max_length: int
 
 def collate_pairs(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
     """One batch of 2B rows: the B chosen sequences, then the B rejected ones."""
-    ids, mask = _pad([c for c, _ in pairs] + [r for _, r in pairs], pad_id)
+    ids, mask = right_pad([c for c, _ in pairs] + [r for _, r in pairs], pad_id)
     return {"input_ids": ids, "attention_mask": mask}
 
 

@@ -16,26 +16,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from fr_bench.models.router import HEAD_FILE, RouterModel
 from fr_bench.training.cdpo import MixedDataset, RouterCDPO, collate_mixed, encode_pairs, precompute_pair_tables
 from fr_bench.training.configs import CDPOConfig, PairsConfig, SFTConfig
+from fr_bench.training.data import read_jsonl
 from fr_bench.training.losses import IGNORE_INDEX
 from fr_bench.training.preferences import build_preference_pairs, load_preference_pairs
-from fr_bench.training.sft import SFTDataset, load_sft_examples, read_jsonl
+from fr_bench.training.sft import SFTDataset, load_sft_examples
 from fr_bench.training.stages import build_router_pairs, train_router_cdpo, train_router_sft
-from training_world import CopyTask, build_world, write_pairs
+from training_world import CopyTask, single_thread, world, write_pairs  # noqa: F401  (module fixtures)
 
 CDPO_FAST = dict(lr=1e-3, epochs=4, batch_size=8, max_length=32)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("cdpo_world"))
 
 
 @pytest.fixture(scope="module")

@@ -13,23 +13,10 @@ from fr_bench.chat import format_prompt
 from fr_bench.methods import get_method_class
 from fr_bench.training.configs import CDPOConfig, FinetuneConfig, PairsConfig, SFTConfig
 from fr_bench.training.stages import train_finetuned, train_finetuned_from_config, train_router_sft
-from training_world import build_world, write_pairs
+from training_world import single_thread, world, write_pairs  # noqa: F401  (module fixtures)
 
 SFT = dict(lr=1e-2, epochs=3, batch_size=8, max_length=32)
 DPO = dict(lr=1e-3, epochs=3, batch_size=8, max_length=32)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("ft_world"))
 
 
 def test_finetuned_follows_the_router_recipe_and_decodes(world, tmp_path):

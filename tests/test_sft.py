@@ -17,23 +17,9 @@ from fr_bench.training.guards import NonFiniteLossError
 from fr_bench.training.losses import IGNORE_INDEX
 from fr_bench.training.sft import SFTDataset, collate_sft, load_sft_examples
 from fr_bench.training.stages import train_router_sft
-from training_world import build_world
+from training_world import build_world, single_thread, world  # noqa: F401  (module fixtures)
 
 FAST = dict(lr=1e-2, epochs=3, batch_size=8, max_length=32)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run far faster single-threaded on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("sft_world"))
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -18,6 +19,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from fr_bench.tasks import register_task
 from fr_bench.tasks.base import SampleResult, Task
 from fr_bench.world import TaskSpec, World
+from tiny_lms import one_thread
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>", "<|user|>", "<|assistant|>"]
 WORDS = ["copy", "reverse"] + [f"w{i}" for i in range(8)]
@@ -88,9 +90,9 @@ class ReverseTask(_WordTask):
 def _train_expert(lm: LlamaForCausalLM, tok: PreTrainedTokenizerFast, rows: list[dict], steps: int) -> None:
     """A few full-batch AdamW steps so the expert is actually good at its domain (informative routing signal)."""
     from fr_bench.chat import encode_example
-    from fr_bench.training.sft import pad_sequences
+    from fr_bench.training.data import collate
 
-    batch = pad_sequences([encode_example(tok, r["prompt"], r["response"]) for r in rows], tok.pad_token_id)
+    batch = collate([encode_example(tok, r["prompt"], r["response"]) for r in rows], tok.pad_token_id)
     opt = torch.optim.AdamW(lm.parameters(), lr=1e-2)
     for _ in range(steps):
         lm(**batch).loss.backward()
@@ -142,3 +144,16 @@ def write_pairs(path: Path, world: World) -> str:
                 wrong = row["response"] + " w1"
             rows.append({"prompt": row["prompt"], "chosen": row["response"], "rejected": wrong})
     return _write_jsonl(path, rows)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread() -> Iterator[None]:
+    """Import into a test module to run its tiny models single-threaded (far faster on a shared 2-core machine)."""
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """Import into a test module for one default World shared by the module's tests."""
+    return build_world(tmp_path_factory.mktemp("world"))

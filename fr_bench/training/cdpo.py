@@ -29,9 +29,10 @@ from torch.utils.data import Dataset
 from ..config import ConfigError
 from ..models.router import RouterModel
 from .configs import CDPOConfig, SFTConfig
+from .data import collate
 from .expert_signals import ExpertSource, open_frozen
 from .losses import IGNORE_INDEX, cdpo_loss, combined_logps, sequence_logps
-from .sft import LossHistory, SFTDataset, adamw_with_warmup, collate_sft, forward_logits, pad_sequences, sft_losses
+from .sft import LossHistory, SFTDataset, adamw_with_warmup, collate_sft, forward_logits, sft_losses
 
 FORMS = ("combined", "paper", "plain")
 
@@ -39,7 +40,7 @@ FORMS = ("combined", "paper", "plain")
 def _batches(seqs: Sequence[dict[str, list[int]]], batch_size: int, pad_id: int, device: torch.device):
     for start in range(0, len(seqs), batch_size):
         idx = list(range(start, min(start + batch_size, len(seqs))))
-        batch = pad_sequences([seqs[i] for i in idx], pad_id)
+        batch = collate([seqs[i] for i in idx], pad_id)
         yield idx, {k: v.to(device) for k, v in batch.items()}
 
 
@@ -171,10 +172,10 @@ def collate_mixed(items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any
     pairs = [it for it in items if it["kind"] == "pair"]
     sfts = [it for it in items if it["kind"] == "sft"]
     seqs = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs] + sfts
-    batch: dict[str, Any] = pad_sequences(seqs, pad_id)
+    batch: dict[str, Any] = collate(seqs, pad_id)
     batch["n_pairs"] = len(pairs)
     if pairs:
-        pair_part = pad_sequences([p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], pad_id)
+        pair_part = collate([p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], pad_id)
         batch["pair_width"] = pair_part["input_ids"].shape[1]
         for key in ("ref", "expert"):
             batch[f"{key}_chosen"] = torch.stack([torch.as_tensor(p[key][0]) for p in pairs])

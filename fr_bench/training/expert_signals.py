@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..cache import artifact_dir, atomic_dir, atomic_write_json, is_complete
+from .data import collate
 from .losses import IGNORE_INDEX
 
 SIGNAL_FILE = "signals.safetensors"
@@ -89,16 +90,8 @@ def _batches(examples: Sequence[dict[str, list[int]]], batch_size: int, pad_id: 
     """Right-padded (indices, input_ids, attention_mask, shifted labels) batches in dataset order."""
     for start in range(0, len(examples), batch_size):
         idx = list(range(start, min(start + batch_size, len(examples))))
-        width = max(len(examples[i]["input_ids"]) for i in idx)
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(idx), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            n = len(examples[i]["input_ids"])
-            ids[row, :n] = torch.tensor(examples[i]["input_ids"])
-            labels[row, :n] = torch.tensor(examples[i]["labels"])
-            mask[row, :n] = 1
-        yield idx, ids.to(device), mask.to(device), labels[:, 1:].to(device)
+        batch = collate([examples[i] for i in idx], pad_id)
+        yield idx, batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["labels"][:, 1:].to(device)
 
 
 def open_frozen(source: ExpertSource, device: torch.device, dtype: torch.dtype | None) -> nn.Module:

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..world import World
 from .configs import PairsConfig
+from .data import read_jsonl
 
 GenerateFn = Callable[[Sequence[dict[str, Any]], int], list[str]]  # (rows, seed) -> one sampled output per row
 
@@ -57,8 +58,6 @@ def load_preference_pairs(cfg: PairsConfig) -> list[dict[str, str]]:
     """Pairs from a JSONL file or a Hub dataset; conversational columns (lists of messages) use the last turn."""
     path = Path(cfg.path)
     if path.is_file():
-        from .sft import read_jsonl
-
         rows = read_jsonl(path)
     else:
         from datasets import load_dataset

@@ -6,8 +6,6 @@ direct fine-tuning baseline: given a plain causal LM instead of a `RouterModel`,
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Sequence
 
 import lightning as L
@@ -19,13 +17,9 @@ from ..chat import encode_example
 from ..models.router import RouterModel
 from ..world import World
 from .configs import SFTConfig
+from .data import collate, read_jsonl
 from .expert_signals import SignalTable
 from .losses import IGNORE_INDEX, ExpertSignal, lm_loss, routing_loss
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def load_sft_examples(world: World, tokenizer: Any, max_length: int, domains: Sequence[str] | None = None,
@@ -69,23 +63,9 @@ class SFTDataset(Dataset):
         return item
 
 
-def pad_sequences(items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids / attention_mask / labels (-100 on padding)."""
-    width = max(len(it["input_ids"]) for it in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
-    for row, it in enumerate(items):
-        n = len(it["input_ids"])
-        ids[row, :n] = torch.as_tensor(it["input_ids"])
-        labels[row, :n] = torch.as_tensor(it["labels"])
-        mask[row, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
 def collate_sft(items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad sequences and their signals; vocab rows are concatenated in row-major order of the informative mask."""
-    batch = pad_sequences(items, pad_id)
+    batch = collate(items, pad_id)
     if "gold_logps" not in items[0]:
         return batch
     width = batch["input_ids"].shape[1] - 1

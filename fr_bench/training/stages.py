@@ -26,10 +26,11 @@ from ..models.router import RouterModel
 from ..world import World
 from .cdpo import MixedDataset, RouterCDPO, collate_mixed, encode_pairs, precompute_pair_tables
 from .configs import CDPOConfig, FinetuneConfig, PairsConfig, SFTConfig
+from .data import read_jsonl
 from .expert_signals import load_or_compute_signals
 from .guards import NonFiniteLossGuard
 from .preferences import fusionroute_engine, load_preference_pairs, sample_world_pairs, single_model_engine
-from .sft import RouterSFT, SFTDataset, collate_sft, load_sft_examples, read_jsonl
+from .sft import RouterSFT, SFTDataset, collate_sft, load_sft_examples
 
 TRAIN_CONFIG = "train_config.json"
 METRICS = "metrics.json"
