@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("fr_bench").setLevel(logging.INFO)
+    for name in ("lightning.pytorch", "lightning.fabric"):  # Lightning prints through its own handler already
+        logging.getLogger(name).propagate = False
     try:
         cfg = load_config(SweepConfig, args.config, args.overrides)
         plan = select(make_plan(cfg, world_key(cfg.world), planned_tasks(cfg)), args.only)
