@@ -48,7 +48,8 @@ def build_tokenizer(cfg: MicroConfig, data_dir: Path, data_hash: str) -> tuple[P
     texts = [r["prompt"] + "\n" + r["response"]
              for d in DOMAINS for r in load_pairs([data_dir / "sft" / d / "train.jsonl"])]
     with atomic_dir(path) as tmp:
-        train_tokenizer(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.split_digits).save_pretrained(str(tmp))
+        train_tokenizer(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.numbers,
+                        cfg.tokenizer.cross_word).save_pretrained(str(tmp))
     return path, key, True
 
 
@@ -150,6 +151,7 @@ def specialisation_table(cfg: MicroConfig, world: World, info: dict[str, Any]) -
     from .evaluate import evaluate_checkpoint
 
     table: dict[str, dict[str, float]] = {}
+    start = time.perf_counter()
     for name in MODELS:
         path, _ = _artifact("micro_eval", info["keys"][name], info["keys"]["data"], to_dict(cfg.eval))
         if not is_complete(path):
@@ -159,6 +161,7 @@ def specialisation_table(cfg: MicroConfig, world: World, info: dict[str, Any]) -
             info["built"].append(f"eval_{name}")
         summary = json.loads((path / "summary.json").read_text())
         table[name] = {d: summary[TASK_NAMES[d]]["primary"] for d in DOMAINS}
+    info["seconds"]["eval"] = time.perf_counter() - start
     return table
 
 

@@ -24,8 +24,9 @@ class MicroDataConfig:
 
 @dataclass
 class MicroTokenizerConfig:
-    vocab_size: int = 768
-    split_digits: bool = False  # one token per digit instead of BPE-merged numbers
+    vocab_size: int = 1024
+    numbers: str = "isolate"  # bpe | isolate (a number is one token wherever it stands) | digits (one per digit)
+    cross_word: bool = True   # merges may span spaces: fixed instruction text costs a token or two
 
 
 @dataclass

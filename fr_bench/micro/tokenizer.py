@@ -23,15 +23,28 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, split_digits: bool = False):
-    """A PreTrainedTokenizerFast with BPE merges learned from `texts` (`split_digits`: one token per digit)."""
+NUMBER_MODES = ("bpe", "isolate", "digits")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, numbers: str = "isolate", cross_word: bool = True):
+    """A PreTrainedTokenizerFast with BPE merges learned from `texts`.
+
+    `cross_word`: merges may span spaces, so the benchmarks' fixed instructions ("Solve the problem step by step...",
+    "You are an expert Python programmer...") become a token or two and training spends its compute on the part
+    of each prompt that varies.
+    `numbers`: "bpe" merges digits like any text (" 14" and "14" at a line start are different tokens), "isolate"
+    splits digit runs from the space before them (so a number is the same token wherever it stands), "digits" makes
+    every digit its own token.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-                         if split_digits else byte_level)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=not cross_word)
+    if numbers not in NUMBER_MODES:
+        raise ValueError(f"tokenizer numbers={numbers!r}; choose one of {', '.join(NUMBER_MODES)}")
+    tok.pre_tokenizer = (byte_level if numbers == "bpe" else pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=numbers == "digits"), byte_level]))
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)

@@ -16,13 +16,13 @@ BOXES = ("boxes", "bags", "jars", "baskets")
 ADD = ("{p} buys {b} more.", "{p} finds {b} more.", "{p} gets {b} more from a friend.", "{p} makes {b} more.")
 SUB = ("{p} gives {b} to a friend.", "{p} loses {b}.", "{p} sells {b}.", "{p} gives away {b}.")
 MUL = ("Then the number of {item} doubles.", "Then the number of {item} triples.")
-MAX_VALUE = 40
+MAX_VALUE = 20
 
 
 def sample(rng: random.Random) -> Sample:
     name, pron = rng.choice(NAMES)
     item = rng.choice(ITEMS)
-    steps = rng.choices((1, 2, 3), weights=(3, 4, 3))[0]
+    steps = rng.choices((1, 2, 3), weights=(4, 4, 2))[0]
     lines: list[str] = []
     sentences: list[str] = []
     if rng.random() < 0.25:  # a product as the first step
@@ -33,7 +33,7 @@ def sample(rng: random.Random) -> Sample:
         lines.append(f"{a} * {b} = {value}")
         steps -= 1
     else:
-        value = rng.randint(2, 15)
+        value = rng.randint(2, 12)
         sentences.append(f"{name} has {value} {item}.")
     for _ in range(steps):
         weights = {"add": 4 if value < MAX_VALUE else 0, "sub": 4 if value >= 1 else 0,

@@ -3,7 +3,7 @@
 Instruction ids and kwargs are IFEval's own (lm-eval's checkers score them, kwargs hold exactly the keys each
 checker's `build_description` takes, as in IFEval's input_data.jsonl). Every prompt has one *active* constraint,
 one that an answer written without reading the instruction fails (lowercase, a title, bullets, a closing phrase,
-...); half also get a second one. The gold response is a short templated text about the topic, transformed to
+...); most also get a second one, and a prompt counts only when both hold. The gold response is a short templated text about the topic, transformed to
 satisfy every constraint.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ KEYWORDS = ("river", "light", "story", "music", "green", "window", "friend", "mo
 END_PHRASES = ("Is there anything else I can help with?", "Let me know if you have additional questions.",
                "Any other questions?", "That is all for now.")
 WORD_COUNTS = (20, 25, 30)
+TWO_CONSTRAINTS = 0.8  # share of prompts with a second constraint
 
 ACTIVE = ("change_case:english_lowercase", "change_case:english_capital", "startend:quotation",
           "startend:end_checker", "detectable_format:title", "detectable_format:number_bullet_lists",
@@ -46,7 +47,7 @@ def _kwargs(instruction: str, rng: random.Random) -> dict[str, Any]:
     if instruction == "detectable_format:number_bullet_lists":
         return {"num_bullets": rng.randint(2, 4)}
     if instruction == "keywords:existence":
-        return {"keywords": sorted(rng.sample(KEYWORDS, 2))}
+        return {"keywords": [rng.choice(KEYWORDS)]}
     if instruction == "length_constraints:number_words":
         return {"relation": "at least", "num_words": rng.choice(WORD_COUNTS)}
     if instruction == "detectable_content:postscript":
@@ -65,7 +66,7 @@ def describe(instruction: str, kw: dict[str, Any]) -> str:
                                    "such as <<poem of joy>>.",
         "detectable_format:number_bullet_lists": f"Your answer must contain exactly {kw.get('num_bullets')} "
                                                  "markdown bullet points such as:\n* This is a point.",
-        "keywords:existence": "Include the keywords " + " and ".join(kw.get("keywords", [])) + " in the response.",
+        "keywords:existence": f"Include the keyword {', '.join(kw.get('keywords', []))} in the response.",
         "length_constraints:number_words": f"Answer with at least {kw.get('num_words')} words.",
         "detectable_content:postscript": "At the end of your response, please explicitly add a postscript "
                                          "starting with P.S.",
@@ -88,8 +89,7 @@ def respond(topic: str, ids: list[str], kwargs: list[dict[str, Any]], rng: rando
     sentences = [OPENING.format(**fill)] + extra[:n_extra]
     rest = extra[n_extra:]
     if "keywords:existence" in kw:
-        k1, k2 = kw["keywords:existence"]["keywords"]
-        sentences.append(f"It reminds me of the {k1} and the {k2}.")
+        sentences.append(f"It reminds me of the {kw['keywords:existence']['keywords'][0]}.")
     if "detectable_format:number_bullet_lists" in kw:
         n = kw["detectable_format:number_bullet_lists"]["num_bullets"]
         items = (sentences[:1] + sentences[n_extra + 1:] + sentences[1:n_extra + 1] + rest)[:n]
@@ -119,7 +119,7 @@ def respond(topic: str, ids: list[str], kwargs: list[dict[str, Any]], rng: rando
 def sample(rng: random.Random) -> Sample:
     topic = rng.choice(TOPICS)
     ids = [rng.choice(ACTIVE)]
-    if rng.random() < 0.5:
+    if rng.random() < TWO_CONSTRAINTS:
         options = [s for s in SECONDARY if s not in ids and not any({ids[0], s} <= c for c in CONFLICTS)]
         ids.append(rng.choice(options))
     kwargs = [_kwargs(i, rng) for i in ids]

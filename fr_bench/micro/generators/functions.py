@@ -1,7 +1,8 @@
 """Code: MBPP-shaped function-writing tasks ("Write a function add_7(x) that returns x plus 7.") with three asserts.
 
 Each family is a one-line body over one or two arguments (numbers, short strings, short lists). The function name
-varies with a parameter and a synonym, so a model has to read it off the prompt. The asserts are computed by
+combines a prefix, a synonym and the family's parameter, so a model has to copy it from the prompt rather than
+recall it. The asserts are computed by
 running the gold code, so they are right by construction.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .base import Sample
 WORDS = ("cat", "dog", "sun", "tree", "book", "lamp", "rain", "fish", "bird", "moon", "star", "milk", "door", "hat",
          "cake", "ship", "rock", "leaf", "frog", "bell")
 LETTERS = "abcdefghijklmnoprstw"
+PREFIXES = ("", "get_", "my_", "calc_", "find_", "do_", "compute_", "make_")
 
 Arg = Callable[[random.Random, Any], Any]  # (rng, the family parameter k) -> one argument value
 
@@ -128,7 +130,7 @@ def _test_inputs(fam: Family, k: Any, fn: Callable[..., Any], rng: random.Random
 def sample(rng: random.Random) -> Sample:
     fam = rng.choice(FAMILIES)
     k = rng.choice(fam.ks)
-    name = rng.choice(fam.names).format(k=k)
+    name = rng.choice(PREFIXES) + rng.choice(fam.names).format(k=k)
     signature = f"{name}({', '.join(fam.args)})"
     prompt = f"Write a function {signature} that {fam.text.format(k=k)}."
     code = f"def {signature}:\n    return {fam.body.format(k=k)}"

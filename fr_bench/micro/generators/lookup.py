@@ -23,7 +23,7 @@ NUMBER_QUESTIONS = ("Write the number {n} in words.", "Spell out the number {n}.
 def sample(rng: random.Random) -> Sample:
     kind = rng.choice(("reverse", "dashes", "number", "capital"))
     if kind in ("reverse", "dashes"):
-        words = rng.sample(WORDS, rng.randint(3, 4))
+        words = rng.sample(WORDS, 3)
         if kind == "reverse":
             prompt, answer = f"Reverse the order of these words: {' '.join(words)}", " ".join(reversed(words))
         else:
