@@ -84,27 +84,30 @@ def _train_and_save(path: Path, model: torch.nn.Module, tokenizer: Any, train_fi
 def build_models(cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str,
                  built: list[str]) -> tuple[dict[str, Path], dict[str, str]]:
     """Paths and hashes of the base and the experts, training the ones not in the cache."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     sft = data_dir / "sft"
     paths: dict[str, Path] = {}
     keys: dict[str, str] = {}
     paths["base"], keys["base"] = _artifact("micro_base", to_dict(cfg.model), train_key(cfg.base), tok_key)
-    if not is_complete(paths["base"]):
-        _train_and_save(paths["base"], new_model(cfg, tokenizer), tokenizer,
-                        [sft / d / "train.jsonl" for d in DOMAINS], [sft / d / "validation.jsonl" for d in DOMAINS],
-                        cfg.base, "base", {"domains": list(DOMAINS), "tokenizer": tok_key})
-        built.append("base")
     for d in EXPERT_DOMAINS:
-        name = f"expert_{d}"
-        train_cfg = cfg.expert_train(d)
-        paths[name], keys[name] = _artifact("micro_expert", d, train_key(train_cfg), keys["base"])
-        if not is_complete(paths[name]):
+        paths[f"expert_{d}"], keys[f"expert_{d}"] = _artifact("micro_expert", d, train_key(cfg.expert_train(d)),
+                                                              keys["base"])
+    todo = [name for name in MODELS if not is_complete(paths[name])]
+    if not todo:
+        return paths, keys
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    for name in todo:
+        if name == "base":
+            model, domains, meta = new_model(cfg, tokenizer), list(DOMAINS), {"tokenizer": tok_key}
+            train_cfg = cfg.base
+        else:
+            domain = name.removeprefix("expert_")
             model = AutoModelForCausalLM.from_pretrained(str(paths["base"]))
-            _train_and_save(paths[name], model, tokenizer, [sft / d / "train.jsonl"], [sft / d / "validation.jsonl"],
-                            train_cfg, name, {"domains": [d], "base": keys["base"]})
-            built.append(name)
+            domains, meta, train_cfg = [domain], {"base": keys["base"]}, cfg.expert_train(domain)
+        _train_and_save(paths[name], model, tokenizer, [sft / d / "train.jsonl" for d in domains],
+                        [sft / d / "validation.jsonl" for d in domains], train_cfg, name, {"domains": domains, **meta})
+        built.append(name)
     return paths, keys
 
 

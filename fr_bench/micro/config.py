@@ -17,7 +17,7 @@ EXPERT_DOMAINS = ("math", "code", "if")
 class MicroDataConfig:
     seed: int = 0
     n_train: int = 4000       # rows per domain the base and the experts train on
-    n_router: int = 300       # rows per domain held out of that for router SFT / direct fine-tuning / preference prompts
+    n_router: int = 300       # more rows per domain, held out: router SFT, direct fine-tuning, preference prompts
     n_validation: int = 100   # rows per domain (validation loss during training)
     n_test: int = 100         # rows per domain in the evaluation tasks
 

@@ -55,7 +55,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, mega: int = 32,
                  shuffle: bool = True) -> None:
-        self.lengths, self.batch_size, self.seed, self.mega, self.shuffle = list(lengths), batch_size, seed, mega, shuffle
+        self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
+        self.mega, self.shuffle = mega, shuffle
         self.epoch = 0
 
     def __len__(self) -> int:

@@ -1,7 +1,8 @@
 """Plain causal-LM fine-tuning (next-token loss on response tokens) with Lightning, for any AutoModelForCausalLM.
 
 Trains the micro world's base and experts, and the direct fine-tuning baseline. Budgets are optimizer steps, so a
-run is deterministic given its config and data; logs go to CSV (and TensorBoard when asked).
+run is deterministic given its config and data; logs go to CSV (and TensorBoard when asked). Lightning is imported
+only when a run starts (it takes seconds to import), so code that merely reads these configs stays quick.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
@@ -60,40 +60,6 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-class CausalLMModule(L.LightningModule):
-    """Wraps a causal LM; the loss is the model's own shifted cross-entropy over labels != -100."""
-
-    def __init__(self, model: torch.nn.Module, cfg: LMTrainConfig) -> None:
-        super().__init__()
-        self.model = model
-        self.cfg = cfg
-        self.tokens_seen = 0
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          labels=batch["labels"]).loss
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self(batch)
-        self.tokens_seen += int(batch["attention_mask"].sum())
-        self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
-        self.log("tokens", float(self.tokens_seen), batch_size=1)
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.log("val_loss", self(batch), prog_bar=True, batch_size=batch["input_ids"].shape[0])
-
-    def configure_optimizers(self) -> Any:
-        cfg = self.cfg
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, partial(warmup_cosine, warmup=cfg.warmup_steps, total=cfg.max_steps, min_ratio=cfg.min_lr_ratio))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
 @dataclass
 class FitResult:
     steps: int
@@ -112,6 +78,10 @@ def fit_causal_lm(model: torch.nn.Module, tokenizer: Any, train_rows: Sequence[d
                   val_rows: Sequence[dict[str, str]], cfg: LMTrainConfig, log_dir: str | Path,
                   name: str = "lm") -> FitResult:
     """Train `model` in place on (prompt, response) rows for `cfg.max_steps` steps; CSV logs under log_dir/name."""
+    import lightning as L
+
+    from .lm_module import CausalLMModule
+
     cfg.validate()
     if not train_rows:
         raise ValueError("fit_causal_lm got no training rows; check the SFT data paths.")

@@ -3,8 +3,8 @@
 Instruction ids and kwargs are IFEval's own (lm-eval's checkers score them, kwargs hold exactly the keys each
 checker's `build_description` takes, as in IFEval's input_data.jsonl). Every prompt has one *active* constraint,
 one that an answer written without reading the instruction fails (lowercase, a title, bullets, a closing phrase,
-...); most also get a second one, and a prompt counts only when both hold. The gold response is a short templated text about the topic, transformed to
-satisfy every constraint.
+...); most also get a second one, and a prompt counts only when both hold. The gold response is a short templated
+text about the topic, transformed to satisfy every constraint.
 """
 from __future__ import annotations
 

@@ -26,6 +26,10 @@ def _int(rng: random.Random, k: Any) -> int:
     return rng.randint(0, 30)
 
 
+def _int_near(rng: random.Random, k: Any) -> int:
+    return max(0, k + rng.randint(-6, 6))
+
+
 def _word(rng: random.Random, k: Any) -> str:
     return rng.choice(WORDS)
 
@@ -60,10 +64,10 @@ FAMILIES: tuple[Family, ...] = (
     Family(("times_{k}", "multiply_by_{k}"), ("x",), "returns x times {k}", "x * {k}", (_int,), tuple(range(2, 13))),
     Family(("is_divisible_by_{k}", "divides_by_{k}"), ("x",), "returns True if x is divisible by {k}",
            "x % {k} == 0", (_int,), tuple(range(2, 13))),
-    Family(("is_greater_than_{k}", "above_{k}"), ("x",), "returns True if x is greater than {k}", "x > {k}", (_int,),
-           tuple(range(1, 31))),
-    Family(("is_less_than_{k}", "below_{k}"), ("x",), "returns True if x is less than {k}", "x < {k}", (_int,),
-           tuple(range(1, 31))),
+    Family(("is_greater_than_{k}", "above_{k}"), ("x",), "returns True if x is greater than {k}", "x > {k}",
+           (_int_near,), tuple(range(1, 31))),
+    Family(("is_less_than_{k}", "below_{k}"), ("x",), "returns True if x is less than {k}", "x < {k}",
+           (_int_near,), tuple(range(1, 31))),
     Family(("scale_by_{k}", "multiply_all_by_{k}"), ("xs",), "returns a list with every item of xs times {k}",
            "[v * {k} for v in xs]", (_ints,), tuple(range(2, 13))),
     Family(("count_{k}", "how_many_{k}"), ("xs",), "returns how many times {k} appears in the list xs",
@@ -113,7 +117,7 @@ def _compile(code: str, name: str) -> Callable[..., Any]:
 
 
 def _test_inputs(fam: Family, k: Any, fn: Callable[..., Any], rng: random.Random,
-                 tries: int = 20) -> list[tuple[Any, ...]]:
+                 tries: int = 50) -> list[tuple[Any, ...]]:
     """Three distinct argument tuples, redrawn (a few times) until the expected results are not all equal."""
     calls: list[tuple[Any, ...]] = []
     for _ in range(tries):

@@ -16,7 +16,8 @@ CAPITALS = {"France": "Paris", "Spain": "Madrid", "Italy": "Rome", "Germany": "B
             "Egypt": "Cairo", "Peru": "Lima", "Kenya": "Nairobi", "Norway": "Oslo", "Greece": "Athens",
             "Canada": "Ottawa", "Chile": "Santiago", "Cuba": "Havana", "Poland": "Warsaw", "Austria": "Vienna",
             "Ireland": "Dublin", "Portugal": "Lisbon", "Russia": "Moscow", "China": "Beijing", "India": "New Delhi"}
-CAPITAL_QUESTIONS = ("What is the capital of {c}?", "Name the capital city of {c}.", "Which city is the capital of {c}?")
+CAPITAL_QUESTIONS = ("What is the capital of {c}?", "Name the capital city of {c}.",
+                     "Which city is the capital of {c}?")
 NUMBER_QUESTIONS = ("Write the number {n} in words.", "Spell out the number {n}.")
 
 

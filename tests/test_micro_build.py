@@ -1,0 +1,126 @@
+"""End to end: the tiny micro world builds, every model reloads as a normal checkpoint and generates, a second
+build trains nothing, a changed config rebuilds only what depends on the change, an interrupted build leaves nothing
+behind, and the CLI prints the specialisation table."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fr_bench.cache import is_complete
+from fr_bench.config import load_config
+from fr_bench.micro.build import MODELS, build_micro_world, specialisation_table
+from fr_bench.micro.config import MicroConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "experiments" / "micro_tiny.yaml"
+ALL = ["data", "tokenizer", "base", "expert_math", "expert_code", "expert_if"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("micro_cache")
+
+
+@pytest.fixture(scope="module")
+def first_build(cache: Path):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FR_BENCH_CACHE", str(cache))
+        return build_micro_world(load_config(MicroConfig, TINY))
+
+
+@pytest.fixture
+def in_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FR_BENCH_CACHE", str(cache))
+    return cache
+
+
+def test_first_build_makes_everything(first_build) -> None:
+    world, info = first_build
+    assert info["built"] == ALL
+    assert list(world.experts) == ["math", "code", "if"]
+    assert world.router_init == world.base
+    assert set(world.sft_data) == set(world.pref_prompts) == {"math", "code", "if", "general"}
+    assert {n: s.task for n, s in world.tasks.items()} == {
+        "micro_math": "gsm8k", "micro_code": "mbpp", "micro_if": "ifeval", "micro_general": "exact_match"}
+    for path in [world.tokenizer, world.base, *world.experts.values()]:
+        assert is_complete(path)
+    for spec in world.tasks.values():
+        assert len(Path(spec.data).read_text().splitlines()) == 4
+    # router SFT rows are held out: none of them is an expert's training row
+    for domain, path in world.sft_data.items():
+        router = {json.loads(x)["prompt"] for x in Path(path).read_text().splitlines()}
+        train = {json.loads(x)["prompt"] for x in (Path(path).parent / "train.jsonl").read_text().splitlines()}
+        assert router and not router & train, domain
+
+
+def test_models_reload_as_plain_checkpoints_and_generate(first_build) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fr_bench.chat import format_prompt
+    from fr_bench.micro.evaluate import greedy_generate
+
+    world, info = first_build
+    tok = AutoTokenizer.from_pretrained(world.tokenizer)
+    prompt = format_prompt(tok, "What is the capital of Peru?")
+    assert prompt.startswith(tok.bos_token) and prompt.endswith("<|assistant|>\n")
+    for path in [world.base, *world.experts.values()]:
+        assert AutoTokenizer.from_pretrained(path).get_vocab() == tok.get_vocab()  # each folder is self-contained
+        model = AutoModelForCausalLM.from_pretrained(path)
+        assert type(model).__name__ == "LlamaForCausalLM"
+        outs = greedy_generate(model, tok, [prompt, format_prompt(tok, "Reverse: a b")], max_new_tokens=5)
+        assert len(outs) == 2 and all(isinstance(o, str) for o in outs)
+    info_json = json.loads((Path(world.experts["math"]) / "train_info.json").read_text())
+    assert info_json["result"]["steps"] == 3 and info_json["base"] == info["keys"]["base"]
+    assert (Path(world.base) / "logs" / "base" / "version_0" / "metrics.csv").is_file()
+
+
+def test_second_build_trains_nothing(first_build, in_cache: Path) -> None:
+    world, info = first_build
+    stamp = {p: (Path(p) / "model.safetensors").stat().st_mtime_ns for p in [world.base, *world.experts.values()]}
+    world2, info2 = build_micro_world(load_config(MicroConfig, TINY, ["base.progress_bar=true"]))
+    assert info2["built"] == []  # report-only settings do not change any artifact
+    assert world2 == world
+    assert {p: (Path(p) / "model.safetensors").stat().st_mtime_ns for p in stamp} == stamp
+
+
+def test_changed_config_rebuilds_only_what_depends_on_it(first_build, in_cache: Path) -> None:
+    world, info = first_build
+    world2, info2 = build_micro_world(load_config(MicroConfig, TINY, ["expert_steps={code: 4}"]))
+    assert info2["built"] == ["expert_code"]
+    assert world2.base == world.base and world2.experts["math"] == world.experts["math"]
+    assert world2.experts["code"] != world.experts["code"]
+    _, info3 = build_micro_world(load_config(MicroConfig, TINY, ["base.lr=0.002"]))
+    assert info3["built"] == ["base", "expert_math", "expert_code", "expert_if"]  # data and tokenizer reused
+
+
+def test_interrupted_build_leaves_nothing(first_build, in_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fr_bench.micro.build as build
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "fit_causal_lm", boom)
+    before = sorted(p.name for p in (in_cache / "micro_expert").iterdir())
+    with pytest.raises(KeyboardInterrupt):
+        build_micro_world(load_config(MicroConfig, TINY, ["expert.lr=0.005"]))
+    assert sorted(p.name for p in (in_cache / "micro_expert").iterdir()) == before
+
+
+def test_table_and_cli(first_build, in_cache: Path, capsys: pytest.CaptureFixture) -> None:
+    from fr_bench.micro.__main__ import main
+
+    cfg = load_config(MicroConfig, TINY)
+    world, info = build_micro_world(cfg)
+    table = specialisation_table(cfg, world, info)
+    assert list(table) == list(MODELS)
+    assert all(set(row) == {"math", "code", "if", "general"} and all(0 <= v <= 1 for v in row.values())
+               for row in table.values())
+    assert info["built"] == [f"eval_{m}" for m in MODELS]
+    assert main(["build", str(TINY), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["accuracy"] == table and out["info"]["built"] == []  # evaluations come from the cache too
+    assert main(["build", str(TINY), "nonsense.key=1"]) == 2
