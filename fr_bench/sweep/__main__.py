@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--force-train", action="store_true", help="also rebuild the artifacts the selected cells need")
     p.add_argument("--no-report", action="store_true", help="skip rendering tables and plots")
     p.add_argument("--out", help="report folder (default: <reports_dir>/<name>)")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
