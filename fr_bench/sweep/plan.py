@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..artifacts import closure, get_artifact
+from ..artifacts import ARTIFACTS, closure, get_artifact
 from ..cache import config_hash
 from ..config import ConfigError, load_config, to_dict
 from ..methods import get_method_class
@@ -69,9 +69,9 @@ class Plan:
 def artifact_configs(cfg: SweepConfig, names: list[str]) -> dict[str, Any]:
     """Validate every artifact's overrides against its dataclass now, before anything expensive starts."""
     out: dict[str, Any] = {}
-    unknown = sorted(set(cfg.artifacts) - set(names) - set(_all_artifact_names()))
+    unknown = sorted(set(cfg.artifacts) - set(ARTIFACTS))
     if unknown:
-        raise ConfigError(f"artifacts.{unknown[0]}: no such artifact; known: {', '.join(_all_artifact_names())}")
+        raise ConfigError(f"artifacts.{unknown[0]}: no such artifact; known: {', '.join(sorted(ARTIFACTS))}")
     for name in names:
         cls = get_artifact(name).config_class()
         overrides = cfg.artifacts.get(name, {})
@@ -88,12 +88,6 @@ def artifact_configs(cfg: SweepConfig, names: list[str]) -> dict[str, Any]:
             raise ConfigError(f"artifacts.{name}: {exc}") from exc
         out[name] = conf
     return out
-
-
-def _all_artifact_names() -> list[str]:
-    from ..artifacts import ARTIFACTS
-
-    return sorted(ARTIFACTS)
 
 
 def method_requires(entry: MethodEntry, display: str) -> list[str]:
