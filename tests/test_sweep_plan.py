@@ -87,6 +87,23 @@ def test_only_selects_cells_and_their_artifacts(sweep_yaml):
         select(plan_of(sweep_yaml(METHODS)), "nothing*")
 
 
+def test_method_level_artifact_overrides_make_their_own_artifacts(sweep_yaml):
+    """A second task-arithmetic row at MergeBench's λ = 0.4 gets its own merge; a method overriding router_sft gets
+    its own SFT router *and* its own CDPO chain, while the default rows keep sharing theirs."""
+    plan = plan_of(sweep_yaml(METHODS + """
+  ta04: {method: task_arithmetic, artifacts: {merge_task_arithmetic: {lam: 0.4}}}
+  fr_lam0: {method: fusionroute, artifacts: {router_sft: {lambda_route: 0.0}}}
+"""))
+    cells = {c.label: c for c in plan.cells}
+    merges = [n for n in plan.artifacts if n.name == "merge_task_arithmetic"]
+    assert sorted(n.config.lam for n in merges) == [0.4, 1.0]
+    assert cells["ta04/gsm8k/seed0"].artifacts != cells["ta/gsm8k/seed0"].artifacts
+    fr, lam0 = cells["fusionroute/gsm8k/seed0"].artifacts, cells["fr_lam0/gsm8k/seed0"].artifacts
+    assert fr["router_sft"] != lam0["router_sft"] and fr["router_cdpo"] != lam0["router_cdpo"]
+    assert cells["sft_only/gsm8k/seed0"].artifacts["router_sft"] == fr["router_sft"]
+    assert len([n for n in plan.artifacts if n.name == "router_cdpo"]) == 4   # 2 configs x 2 seeds
+
+
 def test_conditional_dependency_of_the_finetuned_baseline(sweep_yaml):
     path = sweep_yaml("  ft: {method: finetuned}")
     assert [n.name for n in plan_of(path).artifacts] == ["finetuned", "finetuned"]
@@ -100,6 +117,10 @@ def test_conditional_dependency_of_the_finetuned_baseline(sweep_yaml):
     (METHODS, "artifacts: {router_sft: {lambda_rout: 1}}", [], "lambda_rout"),
     (METHODS, "artifacts: {router_sft: {lr: fast}}", [], "artifacts.router_sft"),
     (METHODS, "artifacts: {nonsense: {}}", [], "artifacts.nonsense"),
+    ("  ta: {method: task_arithmetic, artifacts: {merge_task_arithmetic: {lamb: 0.4}}}", "", [],
+     "methods.ta.artifacts.merge_task_arithmetic"),
+    ("  ta: {method: task_arithmetic, artifacts: {merge_ties: {lam: 0.4}}}", "", [], "does not use"),
+    ("  ta: {method: task_arithmetic, artifacts: {merge_nope: {}}}", "", [], "methods.ta.artifacts.merge_nope"),
     (METHODS, "", ["tasks.gsm8k.task=gsm9k"], "tasks.gsm8k.task"),
     (METHODS, "", ["world.experts.math=/no/such/dir"], "world.experts.math"),
     (METHODS, "", ["seeds=[]"], "seeds"),

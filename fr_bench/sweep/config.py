@@ -14,6 +14,10 @@ class MethodEntry:
     method: str = MISSING               # name in the method registry (fr_bench.methods)
     group: str = "baseline"             # fusionroute | ablation | baseline | expert (table order, plots)
     options: dict[str, Any] = field(default_factory=dict)
+    # Per-method artifact overrides, merged over the sweep-level `artifacts:` (e.g. a second task-arithmetic row
+    # with {merge_task_arithmetic: {lam: 0.4}}); an override makes a separate artifact, and everything downstream of
+    # it is rebuilt for this method only.
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

@@ -66,28 +66,28 @@ class Plan:
         return "\n".join(lines)
 
 
-def artifact_configs(cfg: SweepConfig, names: list[str]) -> dict[str, Any]:
-    """Validate every artifact's overrides against its dataclass now, before anything expensive starts."""
-    out: dict[str, Any] = {}
-    unknown = sorted(set(cfg.artifacts) - set(ARTIFACTS))
+def artifact_config(name: str, overrides: dict[str, Any], where: str) -> Any:
+    """Validate one artifact's overrides against its dataclass now, before anything expensive starts."""
+    cls = get_artifact(name).config_class()
+    if cls is None:
+        if overrides:
+            raise ConfigError(f"{where}: artifact '{name}' takes no settings; remove them.")
+        return None
+    try:
+        conf = load_config(cls, None, extra=dict(overrides))
+        if hasattr(conf, "validate"):
+            # merge configs validate against their merge method, which the artifact name carries
+            takes_method = len(inspect.signature(conf.validate).parameters) == 1
+            conf.validate(name.removeprefix("merge_")) if takes_method else conf.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    return conf
+
+
+def _check_artifact_names(names: Any, where: str) -> None:
+    unknown = sorted(set(names) - set(ARTIFACTS))
     if unknown:
-        raise ConfigError(f"artifacts.{unknown[0]}: no such artifact; known: {', '.join(sorted(ARTIFACTS))}")
-    for name in names:
-        cls = get_artifact(name).config_class()
-        overrides = cfg.artifacts.get(name, {})
-        if cls is None:
-            out[name] = None
-            continue
-        try:
-            conf = load_config(cls, None, extra=dict(overrides))
-            if hasattr(conf, "validate"):
-                # merge configs validate against their merge method, which the artifact name carries
-                takes_method = len(inspect.signature(conf.validate).parameters) == 1
-                conf.validate(name.removeprefix("merge_")) if takes_method else conf.validate()
-        except ConfigError as exc:
-            raise ConfigError(f"artifacts.{name}: {exc}") from exc
-        out[name] = conf
-    return out
+        raise ConfigError(f"{where}.{unknown[0]}: no such artifact; known: {', '.join(sorted(ARTIFACTS))}")
 
 
 def method_requires(entry: MethodEntry, display: str) -> list[str]:
@@ -109,32 +109,50 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
     if not tasks:
         raise ConfigError("tasks: the sweep names no tasks; add entries or use a micro world.")
     requires = {m: method_requires(e, m) for m, e in cfg.methods.items()}
-    configs: dict[str, Any] = {}
+    _check_artifact_names(cfg.artifacts, "artifacts")
+    for m, e in cfg.methods.items():
+        _check_artifact_names(e.artifacts, f"methods.{m}.artifacts")
+    configs: dict[tuple[str, str], Any] = {}
 
-    def deps_of(name: str) -> tuple[str, ...]:
-        if name not in configs:
-            configs.update(artifact_configs(cfg, [name]))
-        return get_artifact(name).deps_for(configs[name])
+    def settings(name: str, method: str) -> tuple[dict[str, Any], str]:
+        """The artifact's merged overrides for this method, and where an error in them should point."""
+        own = cfg.methods[method].artifacts.get(name)
+        merged = {**cfg.artifacts.get(name, {}), **(own or {})}
+        return merged, f"methods.{method}.artifacts.{name}" if own else f"artifacts.{name}"
 
-    names = closure(sorted({a for r in requires.values() for a in r}), deps_of)
+    def conf_of(name: str, method: str) -> Any:
+        merged, where = settings(name, method)
+        ckey = (name, config_hash(merged))
+        if ckey not in configs:
+            configs[ckey] = artifact_config(name, merged, where)
+        return configs[ckey]
 
-    nodes: dict[tuple[str, int | None], ArtifactNode] = {}
+    def deps_of(name: str, method: str) -> tuple[str, ...]:
+        return get_artifact(name).deps_for(conf_of(name, method))
 
-    def node(name: str, seed: int) -> ArtifactNode:
-        defn = get_artifact(name)
-        s = seed if defn.seeded or any(node(d, seed).seed is not None for d in deps_of(name)) else None
-        if (name, s) in nodes:
-            return nodes[(name, s)]
-        deps = {d: node(d, seed).key for d in deps_of(name)}
-        key = config_hash("artifact", name, world_key, to_dict(configs[name]) if configs[name] is not None else None,
-                          s, deps)
-        nodes[(name, s)] = ArtifactNode(name, s, key, deps, configs[name])
-        return nodes[(name, s)]
+    names = closure(sorted({a for r in requires.values() for a in r}),
+                    lambda n: tuple(d for m in cfg.methods for d in deps_of(n, m)))
+
+    nodes: dict[tuple[str, int | None, str], ArtifactNode] = {}
+
+    def node(name: str, seed: int, method: str) -> ArtifactNode:
+        defn, conf = get_artifact(name), conf_of(name, method)
+        deps = {d: node(d, seed, method) for d in deps_of(name, method)}
+        s = seed if defn.seeded or any(n.seed is not None for n in deps.values()) else None
+        dep_keys = {d: n.key for d, n in deps.items()}
+        key = config_hash("artifact", name, world_key, to_dict(conf) if conf is not None else None, s, dep_keys)
+        if (name, s, key) not in nodes:
+            nodes[(name, s, key)] = ArtifactNode(name, s, key, dep_keys, conf)
+        return nodes[(name, s, key)]
 
     cells: list[Cell] = []
     for display, entry in cfg.methods.items():
         for seed in cfg.seeds:
-            arts = {a: node(a, seed) for a in closure(requires[display], deps_of)}
+            arts = {a: node(a, seed, display) for a in closure(requires[display], lambda n: deps_of(n, display))}
+            unused = sorted(set(entry.artifacts) - set(arts))
+            if unused:
+                raise ConfigError(f"methods.{display}.artifacts.{unused[0]}: method '{entry.method}' does not use "
+                                  f"this artifact (it uses: {', '.join(arts) or 'none'}); remove the override.")
             seeded = any(n.seed is not None for n in arts.values()) or float(entry.options.get("temperature", 0)) > 0
             for tname, spec in tasks.items():
                 limit = spec.limit if cfg.limit is None else min(x for x in (spec.limit, cfg.limit) if x is not None)
@@ -143,7 +161,7 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
                                   seed if seeded else None, {a: n.key for a, n in arts.items()})
                 cells.append(Cell(display, entry, tname, spec, seed, key, {a: n.key for a, n in arts.items()}, seeded))
     order = {n: i for i, n in enumerate(names)}
-    artifacts = sorted(nodes.values(), key=lambda n: (order[n.name], -1 if n.seed is None else n.seed))
+    artifacts = sorted(nodes.values(), key=lambda n: (order[n.name], -1 if n.seed is None else n.seed, n.key))
     return Plan(world_key, artifacts, cells)
 
 
