@@ -115,7 +115,7 @@ def make_world(cfg: MicroConfig, data_dir: Path, tok_dir: Path, paths: dict[str,
     return World(
         tokenizer=str(tok_dir), base=str(paths["base"]),
         experts={d: str(paths[f"expert_{d}"]) for d in EXPERT_DOMAINS},
-        router_init=str(paths["base"]),
+        router_init=str(paths[cfg.router_init]),
         sft_data={d: str(data_dir / "sft" / d / "router.jsonl") for d in DOMAINS},
         pref_prompts={d: str(data_dir / "pref" / f"{d}.jsonl") for d in DOMAINS},
         tasks={TASK_NAMES[d]: TaskSpec(task_name(d), data=str(data_dir / d / "test.jsonl"),

@@ -62,6 +62,9 @@ class MicroConfig:
     expert: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(max_steps=900, batch_size=8, warmup_steps=30))
     expert_steps: dict[str, int] = field(default_factory=dict)  # per-domain override of expert.max_steps
     eval: MicroEvalConfig = field(default_factory=MicroEvalConfig)
+    # The model the router (and the direct fine-tuning baseline) starts from: base | expert_math | expert_code |
+    # expert_if. The paper initialises its router from the instruction-following expert.
+    router_init: str = "expert_if"
     threads: int = 1  # torch intra-op threads (0 = torch's default); one is fastest for these models on a shared CPU
 
     def validate(self) -> "MicroConfig":
@@ -73,6 +76,9 @@ class MicroConfig:
             raise ConfigError(f"eval.max_new_tokens lacks domain(s) {missing}; give a budget for each.")
         if self.data.n_train < 1 or self.data.n_test < 1:
             raise ConfigError("data.n_train and data.n_test must be >= 1.")
+        inits = ("base", *(f"expert_{d}" for d in EXPERT_DOMAINS))
+        if self.router_init not in inits:
+            raise ConfigError(f"router_init = {self.router_init!r} is not one of {', '.join(inits)}.")
         self.base.validate()
         self.expert.validate()
         return self

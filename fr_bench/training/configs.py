@@ -80,6 +80,7 @@ class PairsConfig:
     source: str = "sample"                # sample (micro world: verifiers label samples) | file (JSONL / Hub dataset)
     n_samples: int = 4                    # samples per prompt
     temperature: float = 1.0
+    batch_size: int = 32                  # prompts decoded together while sampling (tiny models: bigger is faster)
     max_new_tokens: int | None = None     # None = the domain task's max_new_tokens
     max_prompts: int | None = None        # per domain; None = all rows of world.pref_prompts[domain]
     pairs_per_prompt: int = 1
@@ -97,6 +98,8 @@ class PairsConfig:
         if self.source == "file" and not self.path:
             raise ConfigError("pairs.source = 'file' needs pairs.path (a JSONL file or Hub dataset with "
                               "prompt/chosen/rejected columns).")
+        if self.batch_size < 1:
+            raise ConfigError(f"pairs.batch_size = {self.batch_size} must be >= 1.")
         if self.source == "sample" and self.n_samples < 2:
             raise ConfigError(f"pairs.n_samples = {self.n_samples}: need >= 2 samples per prompt to find a "
                               "correct and an incorrect one.")

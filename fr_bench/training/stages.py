@@ -127,7 +127,7 @@ def _sft_config_of(sft_dir: Path) -> SFTConfig:
 
 
 def build_router_pairs(world: World, cfg: PairsConfig, sft_dir: str | Path, out_dir: str | Path,
-                       seed: int = 0, accelerator: str = "auto", batch_size: int = 8) -> Path:
+                       seed: int = 0, accelerator: str = "auto") -> Path:
     """Preference pairs from the SFT-stage FusionRoute system (or from cfg.path): out_dir/pairs.jsonl + samples log."""
     cfg.validate()
     out_dir = Path(out_dir)
@@ -141,7 +141,7 @@ def build_router_pairs(world: World, cfg: PairsConfig, sft_dir: str | Path, out_
         pool = ExpertPool.load(world.experts, world.tokenizer, world.dtype, device,
                                vocab_size=router.config.vocab_size)
         pairs, log = sample_world_pairs(world, cfg, fusionroute_engine(router, pool.models, tokenizer), tokenizer,
-                                        seed, batch_size)
+                                        seed, cfg.batch_size)
     _write_pairs(out_dir, pairs, log, "router_pairs")
     return out_dir / PAIRS
 
@@ -189,8 +189,7 @@ def train_router_cdpo(world: World, cfg: CDPOConfig, sft_dir: str | Path, out_di
     sft_cfg = _sft_config_of(sft_dir)
     tokenizer, pad_id = _tokenizer(world)
     if pairs_path is None:
-        pairs_path = build_router_pairs(world, cfg.pairs, sft_dir, out_dir, cfg.seed, cfg.accelerator,
-                                        cfg.precompute_batch_size)
+        pairs_path = build_router_pairs(world, cfg.pairs, sft_dir, out_dir, cfg.seed, cfg.accelerator)
     pairs = read_jsonl(pairs_path)
     device = _device(cfg.accelerator)
     router = RouterModel.from_pretrained(sft_dir, dtype=torch.float32).to(device)
@@ -239,7 +238,7 @@ def train_finetuned(world: World, sft_cfg: SFTConfig, cdpo_cfg: CDPOConfig, out_
             pairs, log = load_preference_pairs(cdpo_cfg.pairs), []
         else:
             pairs, log = sample_world_pairs(world, cdpo_cfg.pairs, single_model_engine(lm, tokenizer), tokenizer,
-                                            cdpo_cfg.seed, cdpo_cfg.precompute_batch_size)
+                                            cdpo_cfg.seed, cdpo_cfg.pairs.batch_size)
         _write_pairs(out_dir, pairs, log, "finetuned_pairs")
         pairs_path = out_dir / PAIRS
     pairs = read_jsonl(pairs_path)
