@@ -42,7 +42,7 @@ def test_first_build_makes_everything(first_build) -> None:
     world, info = first_build
     assert info["built"] == ALL
     assert list(world.experts) == ["math", "code", "if"]
-    assert world.router_init == world.base
+    assert world.router_init == world.experts["if"]   # MicroConfig.router_init: the paper starts from the IF expert
     assert set(world.sft_data) == set(world.pref_prompts) == {"math", "code", "if", "general"}
     assert {n: s.task for n, s in world.tasks.items()} == {
         "micro_math": "gsm8k", "micro_code": "mbpp", "micro_if": "ifeval", "micro_general": "exact_match"}
