@@ -61,18 +61,24 @@ def test_models_reload_as_plain_checkpoints_and_generate(first_build) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from fr_bench.chat import format_prompt
-    from fr_bench.micro.evaluate import greedy_generate
+    from fr_bench.decoding.engine import DecodeEngine
+    from fr_bench.decoding.policies import SingleModel
 
     world, info = first_build
     tok = AutoTokenizer.from_pretrained(world.tokenizer)
     prompt = format_prompt(tok, "What is the capital of Peru?")
     assert prompt.startswith(tok.bos_token) and prompt.endswith("<|assistant|>\n")
+    prompts = [prompt, format_prompt(tok, "Reverse: a b")]
     for path in [world.base, *world.experts.values()]:
         assert AutoTokenizer.from_pretrained(path).get_vocab() == tok.get_vocab()  # each folder is self-contained
         model = AutoModelForCausalLM.from_pretrained(path)
         assert type(model).__name__ == "LlamaForCausalLM"
-        outs = greedy_generate(model, tok, [prompt, format_prompt(tok, "Reverse: a b")], max_new_tokens=5)
-        assert len(outs) == 2 and all(isinstance(o, str) for o in outs)
+        outs, _ = DecodeEngine([model], SingleModel(), tok).generate(prompts, max_new_tokens=5)
+        assert len(outs) == 2 and all(isinstance(o.text, str) for o in outs)
+        for p, out in zip(prompts, outs):      # the table's decode path (a left-padded batch) == HF generate alone
+            ids = tok(p, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            ref = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+            assert out.token_ids == ref[0, ids.shape[1]:].tolist()
     info_json = json.loads((Path(world.experts["math"]) / "train_info.json").read_text())
     assert info_json["result"]["steps"] == 3 and info_json["base"] == info["keys"]["base"]
     assert (Path(world.base) / "logs" / "base" / "version_0" / "metrics.csv").is_file()
@@ -120,6 +126,10 @@ def test_table_and_cli(first_build, in_cache: Path, capsys: pytest.CaptureFixtur
     assert all(set(row) == {"math", "code", "if", "general"} and all(0 <= v <= 1 for v in row.values())
                for row in table.values())
     assert info["built"] == [f"eval_{m}" for m in MODELS]
+    samples = sorted((in_cache / "micro_eval").glob("*/samples_*.jsonl"))    # per-sample outputs of every model
+    assert len(samples) == len(MODELS) * len(world.tasks)
+    assert all(len(rows := f.read_text().splitlines()) == 4 and all("output" in json.loads(r) for r in rows)
+               for f in samples)
     assert main(["build", str(TINY), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["accuracy"] == table and out["info"]["built"] == []  # evaluations come from the cache too

@@ -151,7 +151,7 @@ def build_micro_world(cfg: MicroConfig) -> tuple[World, dict[str, Any]]:
 
 def specialisation_table(cfg: MicroConfig, world: World, info: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Primary metric of each model (base and experts) on each domain's test split, cached per model and data."""
-    from .evaluate import evaluate_checkpoint
+    from .evaluate import evaluate_model
 
     table: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
@@ -159,7 +159,7 @@ def specialisation_table(cfg: MicroConfig, world: World, info: dict[str, Any]) -
         path, _ = _artifact("micro_eval", info["keys"][name], info["keys"]["data"], to_dict(cfg.eval))
         if not is_complete(path):
             with atomic_dir(path) as tmp:
-                summary = evaluate_checkpoint(info["paths"][name], world.tasks, cfg.eval.batch_size, tmp)
+                summary = evaluate_model(world, name.removeprefix("expert_"), cfg.eval.batch_size, tmp)
                 atomic_write_json(tmp / "summary.json", summary)
             info["built"].append(f"eval_{name}")
         summary = json.loads((path / "summary.json").read_text())
