@@ -27,10 +27,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("config", nargs="?", default="experiments/ablations.yaml")
     p.add_argument("overrides", nargs="*")
+    p.add_argument("--out", help="keep the report here (default: a temporary folder, deleted afterwards)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="fr_bench_sweep_time_") as tmp:
         env = {**os.environ, "FR_BENCH_CACHE": str(Path(tmp) / "cache")}
-        cmd = [sys.executable, "-m", "fr_bench.sweep", args.config, *args.overrides, "--out", str(Path(tmp) / "out")]
+        out = args.out or str(Path(tmp) / "out")
+        cmd = [sys.executable, "-m", "fr_bench.sweep", args.config, *args.overrides, "--out", out]
         cold = timed(cmd, env)
         warm = timed(cmd, env)
     print(json.dumps({"cold_s": round(cold, 1), "warm_s": round(warm, 1), "config": args.config}))
