@@ -3,12 +3,15 @@
 Workers are spawned, not forked: a forked child inherits the parent's torch thread pools and CUDA state, which
 deadlocks or breaks. Each worker sets its torch intra-op threads and, with devices, `CUDA_VISIBLE_DEVICES` (one device
 per worker) before anything initialises CUDA, and logs like its parent, so messages from training stages still show.
+A worker exits when its parent dies, so a killed sweep leaves no idle workers behind.
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 
@@ -18,7 +21,15 @@ def worker_threads(threads: int, workers: int) -> int:
     return threads or max(1, (os.cpu_count() or 1) // workers)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker blocks on its task queue forever once its parent is gone (a SIGKILLed sweep); exit instead."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
 def _init_worker(threads: int, devices: "multiprocessing.Queue[str] | None", log_level: int) -> None:
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices.get()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -131,21 +131,18 @@ def test_ray_executor_gives_the_same_results(reference, tmp_path):
     assert metrics_of(tmp_path / "out") == metrics_of(reference / "out")
 
 
-def test_two_worker_processes_give_the_same_results(reference, tmp_path):
-    cache = world_only(reference, tmp_path)
-    assert run(cache, tmp_path / "out", "--no-report", "executor.workers=2") == 0
-    assert metrics_of(tmp_path / "out") == metrics_of(reference / "out")
-
-
-def test_worker_failure_names_the_artifact_and_keeps_finished_work(reference, tmp_path):
-    """prompt_router fails in one worker while merge_dare builds in the other (and the dare cell may start after
-    it): the error names the artifact, finished work stays cached, the prompt router's cell never starts."""
+def test_two_worker_processes_name_failures_keep_finished_work_and_match_the_serial_run(reference, tmp_path):
+    """On two workers, first a run whose prompt router cannot load its encoder: the error names the artifact, and
+    merge_dare, built meanwhile by the other worker (maybe also the dare cell after it), stays cached. Then the whole
+    smoke sweep on two workers resumes from there and ends where the serial reference ended."""
     cache = world_only(reference, tmp_path)
     with pytest.raises(TaskError, match=r"artifact prompt_router\[seed=0\] failed: .*nonexistent"):
         run(cache, tmp_path / "out", "--no-report", "executor.workers=2",
             "artifacts.prompt_router.encoder=/nonexistent/encoder",
             "--only", "seq_prompt_router/micro_math/seed0,dare/micro_math/seed0")
-    built = [json.loads(p.read_text())["name"] for p in (cache / "artifacts").glob("*/artifact.json")
-             if (p.parent / ".complete").exists()]
-    assert built == ["merge_dare"]
+    kept = {p: p.stat().st_mtime_ns for p in (cache / "artifacts").glob("*/artifact.json")}
+    assert [json.loads(p.read_text())["name"] for p in kept] == ["merge_dare"]
     assert {json.loads(p.read_text())["method"] for p in (cache / "cells").glob("*/result.json")} <= {"dare"}
+    assert run(cache, tmp_path / "out", "--no-report", "executor.workers=2") == 0
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    assert metrics_of(tmp_path / "out") == metrics_of(reference / "out")

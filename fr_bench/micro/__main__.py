@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     build = sub.add_parser("build", help="build (or reuse) tokenizer, base and experts; print the table")
     build.add_argument("config", help="YAML file with MicroConfig keys (e.g. experiments/micro.yaml)")
     build.add_argument("overrides", nargs="*", help="key=value overrides, e.g. expert.max_steps=200")
-    build.add_argument("--workers", type=int, default=1, help="train the experts in this many processes at once")
+    build.add_argument("--workers", type=int, default=1,
+                       help="train on this many worker processes (the experts at once); 1 = in this process")
     build.add_argument("--no-table", action="store_true", help="skip evaluating the specialisation table")
     build.add_argument("--json", action="store_true", help="print one JSON object (world, info, table)")
     args = parser.parse_args(argv)
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(MicroConfig, args.config, args.overrides).validate()
         if args.workers < 1:
-            raise ConfigError(f"--workers {args.workers}: must be >= 1 (1 = train the experts one after another).")
+            raise ConfigError(f"--workers {args.workers}: must be >= 1 (1 = train in this process).")
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
