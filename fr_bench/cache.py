@@ -86,7 +86,12 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
                 shutil.rmtree(tmp)
                 return
             shutil.rmtree(final)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process (a sweep worker) renamed its copy into place since the check above
+            if not is_complete(final):
+                raise
+            shutil.rmtree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

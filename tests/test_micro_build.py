@@ -134,3 +134,19 @@ def test_table_and_cli(first_build, in_cache: Path, capsys: pytest.CaptureFixtur
     out = json.loads(capsys.readouterr().out)
     assert out["accuracy"] == table and out["info"]["built"] == []  # evaluations come from the cache too
     assert main(["build", str(TINY), "nonsense.key=1"]) == 2
+
+
+def test_experts_trained_in_parallel_equal_the_serial_build(first_build, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    from fr_bench.micro.__main__ import main
+
+    _, serial = first_build
+    monkeypatch.setenv("FR_BENCH_CACHE", str(tmp_path))
+    assert main(["build", str(TINY), "--workers", "2", "--no-table", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)["info"]
+    assert info["built"] == ALL and info["keys"] == serial["keys"]
+    for name in MODELS:
+        assert (Path(info["paths"][name]) / "model.safetensors").read_bytes() == \
+            (Path(serial["paths"][name]) / "model.safetensors").read_bytes(), name
+    assert main(["build", str(TINY), "--workers", "0"]) == 2

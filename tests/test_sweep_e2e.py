@@ -1,4 +1,5 @@
-"""The smoke sweep end to end: every table and plot, warm reruns, kill-and-resume, determinism, the Ray executor.
+"""The smoke sweep end to end: every table and plot, warm reruns, kill-and-resume, determinism, the Ray executor and
+local worker processes (equal results, failures named).
 
 One uninterrupted cold run (module fixture) is the reference the other runs are compared against.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fr_bench.sweep.__main__ import main as sweep_main
+from fr_bench.sweep.executor import TaskError
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -108,9 +110,39 @@ def test_kill_and_resume_matches_uninterrupted_run(reference, tmp_path):
     assert metrics_of(tmp_path / "out") == metrics_of(reference / "out")  # and determinism across cold runs
 
 
+def world_only(reference: Path, tmp_path: Path) -> Path:
+    """A copy of the reference cache without its artifacts and cells: the next run builds and evaluates them."""
+    cache = tmp_path / "cache"
+    shutil.copytree(reference / "cache", cache)
+    shutil.rmtree(cache / "artifacts")
+    shutil.rmtree(cache / "cells")
+    return cache
+
+
 def test_ray_executor_gives_the_same_results(reference, tmp_path):
     cache = tmp_path / "cache"
-    shutil.copytree(reference / "cache", cache)                  # reuse trained artifacts: cells run on Ray
+    shutil.copytree(reference / "cache", cache)                  # reuse most trained artifacts: cells run on Ray,
     shutil.rmtree(cache / "cells")
+    for info in (cache / "artifacts").glob("*/artifact.json"):  # and FusionRoute's chain for seed 0 rebuilds there
+        meta = json.loads(info.read_text())
+        if meta["seed"] == 0 and meta["name"] in ("router_sft", "pref_pairs", "router_cdpo"):
+            shutil.rmtree(info.parent)
     assert run(cache, tmp_path / "out", "--no-report", "executor.kind=ray", "executor.num_cpus_per_cell=1") == 0
+    assert metrics_of(tmp_path / "out") == metrics_of(reference / "out")
+
+
+def test_two_worker_processes_name_failures_keep_finished_work_and_match_the_serial_run(reference, tmp_path):
+    """On two workers, first a run whose prompt router cannot load its encoder: the error names the artifact, and
+    merge_dare, built meanwhile by the other worker (maybe also the dare cell after it), stays cached. Then the whole
+    smoke sweep on two workers resumes from there and ends where the serial reference ended."""
+    cache = world_only(reference, tmp_path)
+    with pytest.raises(TaskError, match=r"artifact prompt_router\[seed=0\] failed: .*nonexistent"):
+        run(cache, tmp_path / "out", "--no-report", "executor.workers=2",
+            "artifacts.prompt_router.encoder=/nonexistent/encoder",
+            "--only", "seq_prompt_router/micro_math/seed0,dare/micro_math/seed0")
+    kept = {p: p.stat().st_mtime_ns for p in (cache / "artifacts").glob("*/artifact.json")}
+    assert [json.loads(p.read_text())["name"] for p in kept] == ["merge_dare"]
+    assert {json.loads(p.read_text())["method"] for p in (cache / "cells").glob("*/result.json")} <= {"dare"}
+    assert run(cache, tmp_path / "out", "--no-report", "executor.workers=2") == 0
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert metrics_of(tmp_path / "out") == metrics_of(reference / "out")

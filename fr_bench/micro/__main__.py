@@ -1,4 +1,5 @@
-"""`python -m fr_bench.micro build CONFIG.yaml [key=value ...]`: build the micro world, print the specialisation table.
+"""`python -m fr_bench.micro build CONFIG.yaml [key=value ...] [--workers N]`: build the micro world, print the
+specialisation table.
 
 Progress (Lightning bars, stage messages) goes to stderr; the table, the World's paths and what was built go to
 stdout. `--json` prints one JSON object instead.
@@ -6,12 +7,14 @@ stdout. `--json` prints one JSON object instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from dataclasses import asdict
 
 from ..config import ConfigError, load_config
+from ..parallel import process_pool
 from .build import build_micro_world, format_table, specialisation_table
 from .config import MicroConfig
 
@@ -22,16 +25,21 @@ def main(argv: list[str] | None = None) -> int:
     build = sub.add_parser("build", help="build (or reuse) tokenizer, base and experts; print the table")
     build.add_argument("config", help="YAML file with MicroConfig keys (e.g. experiments/micro.yaml)")
     build.add_argument("overrides", nargs="*", help="key=value overrides, e.g. expert.max_steps=200")
+    build.add_argument("--workers", type=int, default=1,
+                       help="train on this many worker processes (the experts at once); 1 = in this process")
     build.add_argument("--no-table", action="store_true", help="skip evaluating the specialisation table")
     build.add_argument("--json", action="store_true", help="print one JSON object (world, info, table)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     try:
         cfg = load_config(MicroConfig, args.config, args.overrides).validate()
+        if args.workers < 1:
+            raise ConfigError(f"--workers {args.workers}: must be >= 1 (1 = train in this process).")
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    world, info = build_micro_world(cfg)
+    with process_pool(args.workers, cfg.threads) if args.workers > 1 else contextlib.nullcontext() as pool:
+        world, info = build_micro_world(cfg, pool)
     table = None if args.no_table else specialisation_table(cfg, world, info)
     if args.json:
         print(json.dumps({"world": asdict(world), "info": info, "accuracy": table}, default=str))

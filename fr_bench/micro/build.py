@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import Executor, wait
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,13 @@ def _train_and_save(path: Path, model: torch.nn.Module, tokenizer: Any, train_fi
              result.seconds, result.train_loss, result.val_loss)
 
 
-def build_models(cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str,
-                 built: list[str]) -> tuple[dict[str, Path], dict[str, str]]:
-    """Paths and hashes of the base and the experts, training the ones not in the cache."""
-    sft = data_dir / "sft"
+def build_models(cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str, built: list[str],
+                 pool: Executor | None = None) -> tuple[dict[str, Path], dict[str, str]]:
+    """Paths and hashes of the base and the experts, training the ones not in the cache.
+
+    With a process `pool`, the base trains on it, then the experts (which depend only on the base) all at once, each
+    with `cfg.threads` torch threads; every run seeds itself, so the weights equal those of a serial build. A model
+    that fails is raised after the others of its wave finished (and were cached)."""
     paths: dict[str, Path] = {}
     keys: dict[str, str] = {}
     paths["base"], keys["base"] = _artifact("micro_base", to_dict(cfg.model), train_key(cfg.base), tok_key)
@@ -92,23 +96,41 @@ def build_models(cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str,
         paths[f"expert_{d}"], keys[f"expert_{d}"] = _artifact("micro_expert", d, train_key(cfg.expert_train(d)),
                                                               keys["base"])
     todo = [name for name in MODELS if not is_complete(paths[name])]
-    if not todo:
+    args = (cfg, data_dir, tok_dir, tok_key, paths, keys)
+    if pool is None:
+        for name in todo:
+            _train_model(name, *args)
+            built.append(name)
         return paths, keys
+    # the base on the pool too: a worker that then trains an expert imports Lightning once, this process never
+    for wave in ([n for n in todo if n == "base"], [n for n in todo if n != "base"]):
+        futures = {name: pool.submit(_train_model, name, *args) for name in wave}
+        wait(futures.values())
+        for name, fut in futures.items():
+            if (exc := fut.exception()) is not None:
+                raise RuntimeError(f"micro world: training {name} failed: {type(exc).__name__}: {exc}") from exc
+            built.append(name)
+    return paths, keys
+
+
+def _train_model(name: str, cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str, paths: dict[str, Path],
+                 keys: dict[str, str]) -> None:
+    """Train one model of the world (the base from scratch, an expert from the base) into its cache folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if cfg.threads:  # again: a pool worker starts with its pool's thread count
+        torch.set_num_threads(cfg.threads)
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
-    for name in todo:
-        if name == "base":
-            model, domains, meta = new_model(cfg, tokenizer), list(DOMAINS), {"tokenizer": tok_key}
-            train_cfg = cfg.base
-        else:
-            domain = name.removeprefix("expert_")
-            model = AutoModelForCausalLM.from_pretrained(str(paths["base"]))
-            domains, meta, train_cfg = [domain], {"base": keys["base"]}, cfg.expert_train(domain)
-        _train_and_save(paths[name], model, tokenizer, [sft / d / "train.jsonl" for d in domains],
-                        [sft / d / "validation.jsonl" for d in domains], train_cfg, name, {"domains": domains, **meta})
-        built.append(name)
-    return paths, keys
+    if name == "base":
+        model, domains, meta = new_model(cfg, tokenizer), list(DOMAINS), {"tokenizer": tok_key}
+        train_cfg = cfg.base
+    else:
+        domain = name.removeprefix("expert_")
+        model = AutoModelForCausalLM.from_pretrained(str(paths["base"]))
+        domains, meta, train_cfg = [domain], {"base": keys["base"]}, cfg.expert_train(domain)
+    sft = data_dir / "sft"
+    _train_and_save(paths[name], model, tokenizer, [sft / d / "train.jsonl" for d in domains],
+                    [sft / d / "validation.jsonl" for d in domains], train_cfg, name, {"domains": domains, **meta})
 
 
 def make_world(cfg: MicroConfig, data_dir: Path, tok_dir: Path, paths: dict[str, Path]) -> World:
@@ -123,8 +145,9 @@ def make_world(cfg: MicroConfig, data_dir: Path, tok_dir: Path, paths: dict[str,
     )
 
 
-def build_micro_world(cfg: MicroConfig) -> tuple[World, dict[str, Any]]:
-    """Build (or find in the cache) every artifact of the micro world described by `cfg`.
+def build_micro_world(cfg: MicroConfig, pool: Executor | None = None) -> tuple[World, dict[str, Any]]:
+    """Build (or find in the cache) every artifact of the micro world described by `cfg`; with a process `pool`
+    (`fr_bench.parallel.process_pool`) the experts train at once, to the same weights as a serial build.
 
     Returns the World and `info`: `built` (artifacts made by this call, in order), `paths`, `keys` (artifact
     hashes) and `seconds` per stage.
@@ -142,7 +165,7 @@ def build_micro_world(cfg: MicroConfig) -> tuple[World, dict[str, Any]]:
     info["built"] += ["tokenizer"] if made else []
     info["seconds"]["tokenizer"] = time.perf_counter() - t
     t = time.perf_counter()
-    paths, keys = build_models(cfg, data_dir, tok_dir, tok_key, info["built"])
+    paths, keys = build_models(cfg, data_dir, tok_dir, tok_key, info["built"], pool)
     info["seconds"]["models"] = time.perf_counter() - t
     info["paths"] = {"data": str(data_dir), "tokenizer": str(tok_dir), **{k: str(v) for k, v in paths.items()}}
     info["keys"] = {"data": data_hash, "tokenizer": tok_key, **keys}

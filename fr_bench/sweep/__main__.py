@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..config import ConfigError, load_config
 from .config import SweepConfig
+from .executor import check_executor, open_executor
 from .plan import make_plan, select
 from .worlds import planned_tasks, resolve_world, world_key
 
@@ -40,13 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).propagate = False
     try:
         cfg = load_config(SweepConfig, args.config, args.overrides)
+        check_executor(cfg.executor)
         plan = select(make_plan(cfg, world_key(cfg.world), planned_tasks(cfg)), args.only)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from ..cache import is_complete
     from .cells import cell_done
-    from .run import artifact_path, assemble, build_artifacts, render, run_cells
+    from .run import artifact_path, assemble, execute, render
 
     if args.dry_run:
         print(plan.describe())
@@ -59,13 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    try:
-        world = resolve_world(cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    built = build_artifacts(plan, world, cfg, force=args.force_train)
-    ran = run_cells(plan, world, cfg, force=args.force or args.force_train)
+    with open_executor(cfg.executor, cfg.threads) as executor:  # one worker pool for the world, artifacts, cells
+        try:
+            world = resolve_world(cfg, executor.processes)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        built, ran = execute(plan, world, cfg, executor, force_train=args.force_train,
+                             force=args.force or args.force_train)
     out = Path(args.out) if args.out else Path(cfg.reports_dir) / cfg.name
     assemble(plan, world, cfg, out)
     if not args.no_report:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import atomic_dir, cache_root, is_complete
-from ..world import World
+from ..world import TaskSpec, World
 
 
 def cell_dir(key: str) -> Path:
@@ -51,7 +51,6 @@ def run_job(job: Job) -> list[str]:
     from transformers import AutoTokenizer
 
     from ..methods import get_method_class
-    from ..tasks import get_task
 
     os.environ["FR_BENCH_CACHE"] = job.cache
     if job.threads:
@@ -66,27 +65,39 @@ def run_job(job: Job) -> list[str]:
         if cell_done(key):
             done.append(key)
             continue
-        task = get_task(spec.task, data=spec.data, limit=spec.limit, max_new_tokens=spec.max_new_tokens)
-        rows = task.load()
-        if not rows:
-            raise ValueError(f"task '{task_name}' ({spec.task}, data={spec.data}) has no rows; check tasks.{task_name}.data")
-        prompts = [task.prompt(r, tokenizer) for r in rows]
-        torch.manual_seed(job.seed)
-        start = time.perf_counter()
-        gens = method.generate(prompts, max_new_tokens=task.max_new_tokens, stop=list(task.stop_sequences))
-        wall = time.perf_counter() - start
-        results = task.score(rows, [g.text for g in gens])
-        metrics = task.aggregate(results)
-        samples = []
-        for row, gen, res in zip(rows, gens, results):
-            tokens = [tokenizer.decode([t]) for t in gen.token_ids] if gen.expert_choices is not None else None
-            samples.append({**res.to_json(), "prompt": task.user_message(row), "output": gen.text,
-                            "expert_choices": gen.expert_choices, "tokens": tokens, "cost_tokens": gen.cost_tokens})
-        result = {"method": job.method_display, "task": task_name, "domain": task.domain, "seed": job.seed,
-                  "n": len(rows), "primary_metric": task.primary_metric, "primary": metrics[task.primary_metric],
-                  "metrics": metrics, "cost_tokens": sum(g.cost_tokens for g in gens), "wall_s": round(wall, 3)}
-        with atomic_dir(cell_dir(key)) as tmp:
-            (tmp / "samples.jsonl").write_text("".join(json.dumps(s, default=str) + "\n" for s in samples))
-            (tmp / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        try:
+            _run_cell(job, method, tokenizer, key, task_name, spec)
+        except Exception as exc:
+            exc.add_note(f"while evaluating cell {job.method_display}/{task_name}/seed{job.seed}")
+            raise
         done.append(key)
     return done
+
+
+def _run_cell(job: Job, method: Any, tokenizer: Any, key: str, task_name: str, spec: TaskSpec) -> None:
+    import torch
+
+    from ..tasks import get_task
+
+    task = get_task(spec.task, data=spec.data, limit=spec.limit, max_new_tokens=spec.max_new_tokens)
+    rows = task.load()
+    if not rows:
+        raise ValueError(f"task '{task_name}' ({spec.task}, data={spec.data}) has no rows; check tasks.{task_name}.data")
+    prompts = [task.prompt(r, tokenizer) for r in rows]
+    torch.manual_seed(job.seed)
+    start = time.perf_counter()
+    gens = method.generate(prompts, max_new_tokens=task.max_new_tokens, stop=list(task.stop_sequences))
+    wall = time.perf_counter() - start
+    results = task.score(rows, [g.text for g in gens])
+    metrics = task.aggregate(results)
+    samples = []
+    for row, gen, res in zip(rows, gens, results):
+        tokens = [tokenizer.decode([t]) for t in gen.token_ids] if gen.expert_choices is not None else None
+        samples.append({**res.to_json(), "prompt": task.user_message(row), "output": gen.text,
+                        "expert_choices": gen.expert_choices, "tokens": tokens, "cost_tokens": gen.cost_tokens})
+    result = {"method": job.method_display, "task": task_name, "domain": task.domain, "seed": job.seed,
+              "n": len(rows), "primary_metric": task.primary_metric, "primary": metrics[task.primary_metric],
+              "metrics": metrics, "cost_tokens": sum(g.cost_tokens for g in gens), "wall_s": round(wall, 3)}
+    with atomic_dir(cell_dir(key)) as tmp:
+        (tmp / "samples.jsonl").write_text("".join(json.dumps(s, default=str) + "\n" for s in samples))
+        (tmp / "result.json").write_text(json.dumps(result, indent=2, default=str))

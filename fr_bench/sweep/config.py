@@ -47,10 +47,16 @@ class TaskEntry:
 
 @dataclass
 class ExecutorConfig:
+    """Where artifact builds and evaluation jobs run (fr_bench/sweep/executor.py; README, "Executors")."""
+
     kind: str = "local"                 # local | ray
+    workers: int = 1                    # local: 1 = in this process, one task at a time; N = N worker processes
+    gpus: Any = None                    # local: one worker per GPU, e.g. [0, 1] or "auto" (every visible GPU)
     address: str | None = None          # ray: existing cluster address ("auto", "ray://host:10001"); None = local
-    num_cpus_per_cell: float = 1.0
+    num_cpus_per_cell: float = 1.0      # ray: resources of each evaluation job ...
     num_gpus_per_cell: float = 0.0
+    num_cpus_per_artifact: float = 1.0  # ray: ... and of each artifact build
+    num_gpus_per_artifact: float = 0.0
     devices: str = "auto"               # Lightning Trainer devices for training stages
     strategy: str = "auto"              # Lightning strategy (ddp, fsdp, ...)
     num_nodes: int = 1

@@ -1,7 +1,9 @@
-"""Execute a plan: build the world, build missing artifacts in dependency order, evaluate missing cells, then
-assemble `reports/<sweep>/` (tidy results, per-sample logs, lm-eval-style JSON) and render the report."""
+"""Execute a plan: build missing artifacts in dependency order and evaluate missing cells (one task graph, run by
+the sweep's executor), then assemble `reports/<sweep>/` (tidy results, per-sample logs, lm-eval-style JSON) and
+render the report."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import shutil
@@ -13,9 +15,9 @@ from omegaconf import OmegaConf
 from ..artifacts import get_artifact
 from ..cache import atomic_dir, atomic_write_json, atomic_write_text, cache_root, is_complete
 from ..world import TaskSpec, World
-from .cells import Job, cell_dir, cell_done, read_cell
+from .cells import Job, cell_dir, cell_done, read_cell, run_job
 from .config import SweepConfig
-from .executor import get_executor
+from .executor import Executor, Task, open_executor, run_tasks
 from .plan import ArtifactNode, Plan
 
 log = logging.getLogger("fr_bench.sweep")
@@ -25,22 +27,68 @@ def artifact_path(key: str) -> Path:
     return cache_root() / "artifacts" / key
 
 
-def build_artifacts(plan: Plan, world: World, cfg: SweepConfig, force: bool = False) -> int:
-    built = 0
-    for node in plan.artifacts:
-        path = artifact_path(node.key)
-        if is_complete(path) and not force:
-            continue
-        if force and path.exists():
-            shutil.rmtree(path)
-        log.info("building %s -> %s", node.label, path)
-        deps = {name: artifact_path(key) for name, key in node.deps.items()}
-        with atomic_dir(path) as tmp:
-            get_artifact(node.name).build(world, _with_executor(node, cfg), deps, tmp, 0 if node.seed is None else node.seed)
-            atomic_write_json(tmp / "artifact.json", {"name": node.name, "seed": node.seed, "key": node.key,
-                                                      "deps": node.deps})
-        built += 1
-    return built
+def build_artifact(node: ArtifactNode, world: World, deps: dict[str, Path], cache: str, threads: int,
+                   force: bool) -> None:
+    """Build one artifact into the cache (atomically); runs in whichever process the executor picked."""
+    import os
+
+    os.environ["FR_BENCH_CACHE"] = cache
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    path = artifact_path(node.key)
+    if force and path.exists():
+        shutil.rmtree(path)
+    log.info("building %s -> %s", node.label, path)
+    with atomic_dir(path) as tmp:
+        get_artifact(node.name).build(world, node.config, deps, tmp, 0 if node.seed is None else node.seed)
+        atomic_write_json(tmp / "artifact.json", {"name": node.name, "seed": node.seed, "key": node.key,
+                                                  "deps": node.deps})
+
+
+def execute(plan: Plan, world: World, cfg: SweepConfig, executor: Executor | None = None, *, artifacts: bool = True,
+            cells: bool = True, force_train: bool = False, force: bool = False,
+            progress: bool = True) -> tuple[int, int]:
+    """Build the missing artifacts and evaluate the missing cells as one task graph; return how many of each.
+
+    Artifacts come first in the list (plan order, dependencies first), then the evaluation jobs, each needing its
+    method's artifacts: in one process that is build-everything-then-evaluate, with worker processes a job starts
+    as soon as its artifacts exist, filling workers that would otherwise wait on the last trainings.
+    `force_train` rebuilds the artifacts, `force` re-evaluates the cells."""
+    from tqdm.auto import tqdm
+
+    tasks: list[Task] = []
+    for node in plan.artifacts if artifacts else []:
+        if force_train or not is_complete(artifact_path(node.key)):
+            _with_executor(node, cfg)
+            deps = {name: artifact_path(key) for name, key in node.deps.items()}
+            tasks.append(Task(f"artifact {node.label}", node.key, set(node.deps.values()), build_artifact,
+                              (node, world, deps, str(cache_root()), cfg.threads, force_train),
+                              cfg.executor.num_cpus_per_artifact, cfg.executor.num_gpus_per_artifact))
+    built = len(tasks)
+    jobs = make_jobs(plan, world, cfg, force) if cells else []
+    for i, (job, deps) in enumerate(jobs):
+        tasks.append(Task(f"cells {job.method_display}/seed{job.seed}", f"job{i}", deps, run_job, (job,),
+                          cfg.executor.num_cpus_per_cell, cfg.executor.num_gpus_per_cell))
+    total = sum(len(job.cells) for job, _ in jobs)
+    bar = tqdm(total=total, desc="cells", unit="cell", disable=not progress or total == 0)
+    with contextlib.nullcontext(executor) if executor is not None else open_executor(cfg.executor, cfg.threads) as ex:
+        for task, result in run_tasks(ex, tasks):
+            if task.fn is run_job:
+                bar.update(len(result))
+    bar.close()
+    return built, total
+
+
+def build_artifacts(plan: Plan, world: World, cfg: SweepConfig, force: bool = False,
+                    executor: Executor | None = None) -> int:
+    return execute(plan, world, cfg, executor, cells=False, force_train=force)[0]
+
+
+def run_cells(plan: Plan, world: World, cfg: SweepConfig, force: bool = False, progress: bool = True,
+              executor: Executor | None = None) -> int:
+    return execute(plan, world, cfg, executor, artifacts=False, force=force, progress=progress)[1]
 
 
 def _with_executor(node: ArtifactNode, cfg: SweepConfig) -> Any:
@@ -52,8 +100,10 @@ def _with_executor(node: ArtifactNode, cfg: SweepConfig) -> Any:
     return conf
 
 
-def make_jobs(plan: Plan, world: World, cfg: SweepConfig, force: bool) -> list[Job]:
-    groups: dict[tuple[str, int], Job] = {}
+def make_jobs(plan: Plan, world: World, cfg: SweepConfig, force: bool) -> list[tuple[Job, set[str]]]:
+    """The evaluation jobs (a method for one seed on its pending cells), each with the keys of the artifacts it
+    needs."""
+    groups: dict[tuple[str, int], tuple[Job, set[str]]] = {}
     for cell in plan.cells:
         if force and cell_dir(cell.key).exists():
             shutil.rmtree(cell_dir(cell.key))
@@ -62,27 +112,16 @@ def make_jobs(plan: Plan, world: World, cfg: SweepConfig, force: bool) -> list[J
         seed = cell.seed if cell.seeded else 0
         gkey = (cell.method, seed)
         if gkey not in groups:
-            groups[gkey] = Job(world, cell.method, cell.entry.method, dict(cell.entry.options), seed,
-                               {a: str(artifact_path(k)) for a, k in cell.artifacts.items()}, [], cfg.batch_size,
-                               str(cache_root()), cfg.threads)
-        if all(c[0] != cell.key for c in groups[gkey].cells):  # unseeded cells share one key across seeds
+            groups[gkey] = (Job(world, cell.method, cell.entry.method, dict(cell.entry.options), seed,
+                                {a: str(artifact_path(k)) for a, k in cell.artifacts.items()}, [], cfg.batch_size,
+                                str(cache_root()), cfg.threads), set(cell.artifacts.values()))
+        job = groups[gkey][0]
+        if all(c[0] != cell.key for c in job.cells):  # unseeded cells share one key across seeds
             resolved = world.tasks[cell.task]  # the world knows where its data lives (micro: in the cache)
             spec = TaskSpec(cell.spec.task, cell.spec.data or resolved.data, cell.spec.limit or resolved.limit,
                             resolved.max_new_tokens if cell.spec.data is None else cell.spec.max_new_tokens)
-            groups[gkey].cells.append((cell.key, cell.task, spec))
+            job.cells.append((cell.key, cell.task, spec))
     return list(groups.values())
-
-
-def run_cells(plan: Plan, world: World, cfg: SweepConfig, force: bool = False, progress: bool = True) -> int:
-    from tqdm.auto import tqdm
-
-    jobs = make_jobs(plan, world, cfg, force)
-    total = sum(len(j.cells) for j in jobs)
-    bar = tqdm(total=total, desc="cells", unit="cell", disable=not progress or total == 0)
-    for finished in get_executor(cfg.executor)(jobs):
-        bar.update(len(finished))
-    bar.close()
-    return total
 
 
 def assemble(plan: Plan, world: World, cfg: SweepConfig, out_dir: Path) -> Path:

@@ -1,6 +1,7 @@
 """Resolve the sweep's `world:` section into a `World` (building the micro world when that is the kind)."""
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from pathlib import Path
 
 from ..cache import config_hash
@@ -67,13 +68,14 @@ def planned_tasks(cfg: SweepConfig) -> dict[str, TaskSpec]:
     return {name: TaskSpec(t.task, t.data, t.limit, t.max_new_tokens) for name, t in cfg.tasks.items()}
 
 
-def resolve_world(cfg: SweepConfig) -> World:
-    """Build (or load from cache) the world and fill in the task data paths it provides."""
+def resolve_world(cfg: SweepConfig, pool: Executor | None = None) -> World:
+    """Build (or load from cache) the world and fill in the task data paths it provides. A micro world trains its
+    experts at once on `pool` (the local executor's worker processes) when given."""
     wc = cfg.world
     if wc.kind == "micro":
         from ..micro.build import build_micro_world
 
-        world, _ = build_micro_world(_micro_config(wc))
+        world, _ = build_micro_world(_micro_config(wc), pool)
     else:
         _check_checkpoints(wc)
         world = World(tokenizer=wc.tokenizer, base=wc.base, experts=dict(wc.experts), router_init=wc.router_init,
