@@ -11,7 +11,7 @@ from fr_bench.config import ConfigError, load_config
 from fr_bench.sweep.__main__ import main as sweep_main
 from fr_bench.sweep.config import ExecutorConfig, SweepConfig
 from fr_bench.sweep.executor import (InlineExecutor, PoolExecutor, Task, TaskError, check_executor, gpu_devices,
-                                     run_tasks)
+                                     longest_chains_first, run_tasks)
 
 SMOKE = str(Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml")
 
@@ -45,6 +45,14 @@ def test_inline_runs_in_list_order(tmp_path):
     log = str(tmp_path / "log")
     done = [task.key for task, _ in run_tasks(InlineExecutor(), graph(log))]
     assert done == ["a", "b", "c", "d", "e"] and names(log) == done
+
+
+def test_longest_chains_start_first_and_the_order_stays_topological():
+    """a -> c -> d and b -> d: a has two dependants, b and c one, d and e none."""
+    assert [t.key for t in longest_chains_first(graph("unused"))] == ["a", "b", "c", "d", "e"]
+    chain = [Task("one-step", "x", set(), record, ()), Task("sft", "s", set(), record, ()),
+             Task("pairs", "p", {"s"}, record, ()), Task("cdpo", "c", {"s", "p"}, record, ())]
+    assert [t.key for t in longest_chains_first(chain)] == ["s", "p", "x", "c"]
 
 
 def test_failure_names_the_task_stops_new_work_and_keeps_finished(tmp_path):

@@ -166,6 +166,26 @@ class Task:
     gpus: float = 0.0
 
 
+def longest_chains_first(tasks: list[Task]) -> list[Task]:
+    """Tasks with more (transitive) dependants first, ties in list order: the router chain (SFT -> pairs -> CDPO ->
+    evaluations) starts before one-step trainings, so workers are not left waiting on it at the end. An ancestor
+    always has more dependants than its descendants, so a topological list stays topological."""
+    dependants: dict[str, set[str]] = {t.key: set() for t in tasks}
+    for t in tasks:
+        for d in t.deps:
+            if d in dependants:
+                dependants[d].add(t.key)
+
+    def count(key: str, seen: set[str]) -> set[str]:
+        for k in dependants[key] - seen:
+            seen.add(k)
+            count(k, seen)
+        return seen
+
+    n = {t.key: len(count(t.key, set())) for t in tasks}
+    return [t for _, t in sorted(enumerate(tasks), key=lambda it: (-n[it[1].key], it[0]))]
+
+
 def run_tasks(executor: Executor, tasks: list[Task]) -> Iterator[tuple[Task, Any]]:
     """Fill the executor's free slots with tasks whose dependencies finished, first in list order (the list is the
     priority), wait for any, repeat; yield (task, result) as each finishes. After a failure nothing new starts, the

@@ -17,7 +17,7 @@ from ..cache import atomic_dir, atomic_write_json, atomic_write_text, cache_root
 from ..world import TaskSpec, World
 from .cells import Job, cell_dir, cell_done, read_cell, run_job
 from .config import SweepConfig
-from .executor import Executor, Task, open_executor, run_tasks
+from .executor import Executor, Task, longest_chains_first, open_executor, run_tasks
 from .plan import ArtifactNode, Plan
 
 log = logging.getLogger("fr_bench.sweep")
@@ -74,7 +74,7 @@ def execute(plan: Plan, world: World, cfg: SweepConfig, executor: Executor | Non
     total = sum(len(job.cells) for job, _ in jobs)
     bar = tqdm(total=total, desc="cells", unit="cell", disable=not progress or total == 0)
     with contextlib.nullcontext(executor) if executor is not None else open_executor(cfg.executor, cfg.threads) as ex:
-        for task, result in run_tasks(ex, tasks):
+        for task, result in run_tasks(ex, longest_chains_first(tasks)):
             if task.fn is run_job:
                 bar.update(len(result))
     bar.close()
