@@ -64,6 +64,7 @@ def test_failure_names_the_task_stops_new_work_and_keeps_finished(tmp_path):
     assert names(log) == ["a"]  # nothing started after the failure
 
 
+@pytest.mark.slow  # two spawned workers import torch, transformers and Lightning (~10 s)
 def test_worker_processes_respect_dependencies_and_surface_errors(tmp_path):
     """Two workers ("GPUs" g0 and g1): dependencies hold, each worker keeps one device, errors carry the label."""
     log = str(tmp_path / "log")

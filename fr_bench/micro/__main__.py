@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict
 
 from ..config import ConfigError, load_config
-from ..parallel import process_pool
+from ..parallel import WorkerPool
 from .build import build_micro_world, format_table, specialisation_table
 from .config import MicroConfig
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    with process_pool(args.workers, cfg.threads) if args.workers > 1 else contextlib.nullcontext() as pool:
+    with WorkerPool(args.workers, cfg.threads) if args.workers > 1 else contextlib.nullcontext() as pool:
         world, info = build_micro_world(cfg, pool)
     table = None if args.no_table else specialisation_table(cfg, world, info)
     if args.json:

@@ -147,7 +147,7 @@ def make_world(cfg: MicroConfig, data_dir: Path, tok_dir: Path, paths: dict[str,
 
 def build_micro_world(cfg: MicroConfig, pool: Executor | None = None) -> tuple[World, dict[str, Any]]:
     """Build (or find in the cache) every artifact of the micro world described by `cfg`; with a process `pool`
-    (`fr_bench.parallel.process_pool`) the experts train at once, to the same weights as a serial build.
+    (`fr_bench.parallel.WorkerPool`) the experts train at once, to the same weights as a serial build.
 
     Returns the World and `info`: `built` (artifacts made by this call, in order), `paths`, `keys` (artifact
     hashes) and `seconds` per stage.

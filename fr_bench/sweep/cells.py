@@ -82,7 +82,8 @@ def _run_cell(job: Job, method: Any, tokenizer: Any, key: str, task_name: str, s
     task = get_task(spec.task, data=spec.data, limit=spec.limit, max_new_tokens=spec.max_new_tokens)
     rows = task.load()
     if not rows:
-        raise ValueError(f"task '{task_name}' ({spec.task}, data={spec.data}) has no rows; check tasks.{task_name}.data")
+        raise ValueError(f"task '{task_name}' ({spec.task}, data={spec.data}) has no rows; "
+                         f"check tasks.{task_name}.data")
     prompts = [task.prompt(r, tokenizer) for r in rows]
     torch.manual_seed(job.seed)
     start = time.perf_counter()

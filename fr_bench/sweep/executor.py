@@ -1,7 +1,7 @@
 """Pluggable executors for the sweep's artifact builds and evaluation jobs, and the scheduler that feeds them.
 
 - `local`, `workers: 1` (default): everything runs in this process, one task after the other, in plan order.
-- `local`, `workers: N`: a pool of N spawned worker processes (`fr_bench.parallel`).
+- `local`, `workers: N`: N spawned worker processes (`fr_bench.parallel.WorkerPool`).
 - `local`, `gpus: [0, 1]` or `auto`: one worker process per GPU, `CUDA_VISIBLE_DEVICES` set to its GPU.
 - `ray`: each task a Ray task with its CPU/GPU resources, on an existing cluster (`address`) or a local instance.
 
@@ -14,19 +14,20 @@ import contextlib
 import logging
 import math
 import os
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
 from ..config import ConfigError
+from ..parallel import WorkerPool
 from .config import ExecutorConfig
 
 log = logging.getLogger("fr_bench.sweep")
 
 
 class Executor(Protocol):
-    # the process pool behind the executor, for parallel work outside the task graph (the micro world's experts)
-    processes: ProcessPoolExecutor | None
+    # the worker processes behind the executor, for parallel work outside the task graph (the micro world's models)
+    processes: WorkerPool | None
     # tasks it runs at once; the scheduler submits no more, so a task that becomes ready later (a dependant on the
     # critical path) does not queue behind tasks submitted earlier but listed after it
     slots: float
@@ -50,12 +51,10 @@ class InlineExecutor:
 
 
 class PoolExecutor:
-    """Tasks on a pool of spawned processes (`workers: N` or one per GPU); the resources are the pool's slots."""
+    """Tasks on spawned worker processes (`workers: N` or one per GPU), started at the first task; one slot each."""
 
     def __init__(self, workers: int, threads: int, devices: list[str] | None) -> None:
-        from ..parallel import process_pool
-
-        self.processes = process_pool(workers, threads, devices)
+        self.processes = WorkerPool(workers, threads, devices)
         self.slots = float(workers)
 
     def submit(self, fn: Callable[..., Any], *args: Any, cpus: float, gpus: float) -> Future:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,6 @@ def artifact_path(key: str) -> Path:
 def build_artifact(node: ArtifactNode, world: World, deps: dict[str, Path], cache: str, threads: int,
                    force: bool) -> None:
     """Build one artifact into the cache (atomically); runs in whichever process the executor picked."""
-    import os
-
     os.environ["FR_BENCH_CACHE"] = cache
     if threads:
         import torch
@@ -83,21 +82,22 @@ def execute(plan: Plan, world: World, cfg: SweepConfig, executor: Executor | Non
 
 def build_artifacts(plan: Plan, world: World, cfg: SweepConfig, force: bool = False,
                     executor: Executor | None = None) -> int:
+    """Only the artifacts of `execute` (for callers that evaluate separately, e.g. benchmarks/micro_fusion.py)."""
     return execute(plan, world, cfg, executor, cells=False, force_train=force)[0]
 
 
 def run_cells(plan: Plan, world: World, cfg: SweepConfig, force: bool = False, progress: bool = True,
               executor: Executor | None = None) -> int:
+    """Only the evaluation cells of `execute`; their artifacts must exist."""
     return execute(plan, world, cfg, executor, artifacts=False, force=force, progress=progress)[1]
 
 
-def _with_executor(node: ArtifactNode, cfg: SweepConfig) -> Any:
+def _with_executor(node: ArtifactNode, cfg: SweepConfig) -> None:
     """Pass Lightning's devices/strategy/num_nodes through to training stages whose config has those fields."""
     conf = node.config
     for field in ("devices", "strategy", "num_nodes"):
         if conf is not None and hasattr(conf, field):
             setattr(conf, field, getattr(cfg.executor, field))
-    return conf
 
 
 def make_jobs(plan: Plan, world: World, cfg: SweepConfig, force: bool) -> list[tuple[Job, set[str]]]:
