@@ -18,8 +18,9 @@ import torch
 from fr_bench.chat import encode_example
 from fr_bench.config import load_config
 from fr_bench.sweep.config import SweepConfig
+from fr_bench.sweep.executor import open_executor
 from fr_bench.sweep.plan import make_plan, select
-from fr_bench.sweep.run import artifact_path, assemble, build_artifacts, run_cells
+from fr_bench.sweep.run import artifact_path, assemble, execute
 from fr_bench.sweep.worlds import planned_tasks, resolve_world, world_key
 
 METHODS = "fusionroute,fusionroute_no_complement,fusionroute_sft_only,expert_*,base"
@@ -61,9 +62,9 @@ def main() -> None:
     args = p.parse_args()
     cfg = load_config(SweepConfig, args.config, args.overrides)
     plan = select(make_plan(cfg, world_key(cfg.world), planned_tasks(cfg)), METHODS)
-    world = resolve_world(cfg)
-    build_artifacts(plan, world, cfg)
-    run_cells(plan, world, cfg)
+    with open_executor(cfg.executor, cfg.threads) as executor:
+        world = resolve_world(cfg, executor.processes)
+        execute(plan, world, cfg, executor)
     with tempfile.TemporaryDirectory() as tmp:
         assemble(plan, world, cfg, Path(tmp))
         rows = [json.loads(line) for line in (Path(tmp) / "results.jsonl").read_text().splitlines()]

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..cache import atomic_dir, cache_root, is_complete
 from ..world import TaskSpec, World
+from .executor import prepare_task_process
 
 
 def cell_dir(key: str) -> Path:
@@ -45,16 +46,12 @@ class Job:
 
 def run_job(job: Job) -> list[str]:
     """Run a job and return the keys of the cells it finished."""
-    import os
-
     import torch
     from transformers import AutoTokenizer
 
     from ..methods import get_method_class
 
-    os.environ["FR_BENCH_CACHE"] = job.cache
-    if job.threads:
-        torch.set_num_threads(job.threads)
+    prepare_task_process(job.cache, job.threads)
     torch.manual_seed(job.seed)
     options = {"batch_size": job.batch_size, **job.options}
     method = get_method_class(job.method)(job.world, options, job.seed)

@@ -1,6 +1,6 @@
 """Pluggable executors for the sweep's artifact builds and evaluation jobs, and the scheduler that feeds them.
 
-- `local`, `workers: 1` (default): everything runs in this process, one task after the other, in plan order.
+- `local`, `workers: 1` (default): everything runs in this process, one task after the other.
 - `local`, `workers: N`: N spawned worker processes (`fr_bench.parallel.WorkerPool`).
 - `local`, `gpus: [0, 1]` or `auto`: one worker process per GPU, `CUDA_VISIBLE_DEVICES` set to its GPU.
 - `ray`: each task a Ray task with its CPU/GPU resources, on an existing cluster (`address`) or a local instance.
@@ -148,6 +148,16 @@ def open_executor(cfg: ExecutorConfig, threads: int) -> Iterator[Executor]:
             yield executor
         finally:
             executor.processes.shutdown(wait=True, cancel_futures=True)
+
+
+def prepare_task_process(cache: str, threads: int) -> None:
+    """First call of every task function: the task may run in a fresh worker or on a Ray node, which knows neither
+    the sweep's cache folder nor its torch thread count."""
+    os.environ["FR_BENCH_CACHE"] = cache
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 class TaskError(RuntimeError):

@@ -15,7 +15,7 @@ from ..artifacts import ARTIFACTS, closure, get_artifact
 from ..cache import config_hash
 from ..config import ConfigError, load_config, to_dict
 from ..methods import get_method_class
-from ..world import TaskSpec, World
+from ..world import TaskSpec
 from .config import MethodEntry, SweepConfig
 
 
@@ -114,16 +114,13 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
         _check_artifact_names(e.artifacts, f"methods.{m}.artifacts")
     configs: dict[tuple[str, str], Any] = {}
 
-    def settings(name: str, method: str) -> tuple[dict[str, Any], str]:
-        """The artifact's merged overrides for this method, and where an error in them should point."""
+    def conf_of(name: str, method: str) -> Any:
+        """The artifact's config for this method: the sweep-level overrides, then the method's own on top."""
         own = cfg.methods[method].artifacts.get(name)
         merged = {**cfg.artifacts.get(name, {}), **(own or {})}
-        return merged, f"methods.{method}.artifacts.{name}" if own else f"artifacts.{name}"
-
-    def conf_of(name: str, method: str) -> Any:
-        merged, where = settings(name, method)
         ckey = (name, config_hash(merged))
         if ckey not in configs:
+            where = f"methods.{method}.artifacts.{name}" if own else f"artifacts.{name}"
             configs[ckey] = artifact_config(name, merged, where)
         return configs[ckey]
 
@@ -133,7 +130,7 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
     names = closure(sorted({a for r in requires.values() for a in r}),
                     lambda n: tuple(d for m in cfg.methods for d in deps_of(n, m)))
 
-    nodes: dict[tuple[str, int | None, str], ArtifactNode] = {}
+    nodes: dict[str, ArtifactNode] = {}  # by key, which already covers name, seed, config and dependencies
 
     def node(name: str, seed: int, method: str) -> ArtifactNode:
         defn, conf = get_artifact(name), conf_of(name, method)
@@ -141,9 +138,7 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
         s = seed if defn.seeded or any(n.seed is not None for n in deps.values()) else None
         dep_keys = {d: n.key for d, n in deps.items()}
         key = config_hash("artifact", name, world_key, to_dict(conf) if conf is not None else None, s, dep_keys)
-        if (name, s, key) not in nodes:
-            nodes[(name, s, key)] = ArtifactNode(name, s, key, dep_keys, conf)
-        return nodes[(name, s, key)]
+        return nodes.setdefault(key, ArtifactNode(name, s, key, dep_keys, conf))
 
     cells: list[Cell] = []
     for display, entry in cfg.methods.items():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from ..cache import atomic_dir, atomic_write_json, atomic_write_text, cache_root
 from ..world import TaskSpec, World
 from .cells import Job, cell_dir, cell_done, read_cell, run_job
 from .config import SweepConfig
-from .executor import Executor, Task, longest_chains_first, open_executor, run_tasks
+from .executor import Executor, Task, longest_chains_first, open_executor, prepare_task_process, run_tasks
 from .plan import ArtifactNode, Plan
 
 log = logging.getLogger("fr_bench.sweep")
@@ -31,11 +30,7 @@ def artifact_path(key: str) -> Path:
 def build_artifact(node: ArtifactNode, world: World, deps: dict[str, Path], cache: str, threads: int,
                    force: bool) -> None:
     """Build one artifact into the cache (atomically); runs in whichever process the executor picked."""
-    os.environ["FR_BENCH_CACHE"] = cache
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    prepare_task_process(cache, threads)
     path = artifact_path(node.key)
     if force and path.exists():
         shutil.rmtree(path)
@@ -51,9 +46,9 @@ def execute(plan: Plan, world: World, cfg: SweepConfig, executor: Executor | Non
             progress: bool = True) -> tuple[int, int]:
     """Build the missing artifacts and evaluate the missing cells as one task graph; return how many of each.
 
-    Artifacts come first in the list (plan order, dependencies first), then the evaluation jobs, each needing its
-    method's artifacts: in one process that is build-everything-then-evaluate, with worker processes a job starts
-    as soon as its artifacts exist, filling workers that would otherwise wait on the last trainings.
+    Tasks with the longest chains of dependants go first (`longest_chains_first`), so every artifact precedes the
+    evaluation jobs that need it: in one process that is build-everything-then-evaluate, with worker processes a job
+    starts as soon as its artifacts exist, filling workers that would otherwise wait on the last trainings.
     `force_train` rebuilds the artifacts, `force` re-evaluates the cells."""
     from tqdm.auto import tqdm
 
@@ -78,18 +73,6 @@ def execute(plan: Plan, world: World, cfg: SweepConfig, executor: Executor | Non
                 bar.update(len(result))
     bar.close()
     return built, total
-
-
-def build_artifacts(plan: Plan, world: World, cfg: SweepConfig, force: bool = False,
-                    executor: Executor | None = None) -> int:
-    """Only the artifacts of `execute` (for callers that evaluate separately, e.g. benchmarks/micro_fusion.py)."""
-    return execute(plan, world, cfg, executor, cells=False, force_train=force)[0]
-
-
-def run_cells(plan: Plan, world: World, cfg: SweepConfig, force: bool = False, progress: bool = True,
-              executor: Executor | None = None) -> int:
-    """Only the evaluation cells of `execute`; their artifacts must exist."""
-    return execute(plan, world, cfg, executor, artifacts=False, force=force, progress=progress)[1]
 
 
 def _with_executor(node: ArtifactNode, cfg: SweepConfig) -> None:
