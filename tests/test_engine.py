@@ -7,6 +7,7 @@ from tiny_lms import one_thread, prompts_of_lengths, tiny_lm, tiny_router, tiny_
 
 from fr_bench.decoding.engine import DecodeEngine, ModelOutput
 from fr_bench.decoding.policies import FusionRoute, SingleModel
+from fr_bench.decoding.row_cache import RowCache
 
 FAMILIES = ["llama", "gemma2"]
 LENGTHS = (3, 9, 5, 1, 7)
@@ -43,6 +44,61 @@ def test_lazy_catch_up_equals_naive(family, tok):
         assert ref_stats.catch_up_steps == 0 and stats.catch_up_steps > 0     # lazy really skipped forwards
         assert sum(stats.forwards) < sum(ref_stats.forwards)
     assert all(len(set(g.expert_choices)) > 1 for g in got)                 # the router switches experts
+
+
+class Scripted(FusionRoute):
+    """FusionRoute with expert choices from a script: {step: {row: expert}}, expert 0 otherwise."""
+
+    def __init__(self, script: dict[int, dict[int, int]], **kw) -> None:
+        super().__init__(**kw)
+        self.script, self.step_no = script, 0
+
+    def choose(self, router: ModelOutput) -> torch.Tensor:
+        choices = torch.zeros(router.logits.shape[0], dtype=torch.long)
+        for row, expert in self.script.get(self.step_no, {}).items():
+            choices[row] = expert
+        self.step_no += 1
+        return choices
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_expert_runs_only_the_rows_that_chose_it(family, tok):
+    """Row 1 visits expert 2 at steps 5 and 6 and row 2 at step 9: expert 2 runs each row's own prefix once (not the
+    batch's), in three forwards; the home expert stays in lock-step (row 1 rides along while away) and runs one
+    forward per step. Tokens equal the naive engine's."""
+    prompts = prompts_of_lengths((4, 6, 7), seed=7)          # sorted by length: batch row i = prompt i
+    width, script = 7, {5: {1: 2}, 6: {1: 2}, 9: {2: 2}}
+    models = [tiny_router(family, 0, n_experts=3), *[tiny_lm(family, seed) for seed in (1, 2, 3)]]
+
+    def engine(lazy: bool) -> DecodeEngine:
+        return DecodeEngine(models, Scripted(script, router=0, experts=[1, 2, 3]), tok, eos_ids=set(), lazy=lazy)
+
+    got, stats = engine(True).generate_ids(prompts, NEW, batch_size=3)
+    ref, _ = engine(False).generate_ids(prompts, NEW, batch_size=3)
+    assert [g.token_ids for g in got] == [r.token_ids for r in ref]
+    assert [g.expert_choices[5:10] for g in got] == [[0] * 5, [2, 2, 0, 0, 0], [0, 0, 0, 0, 2]]
+    assert stats.forwards == [NEW, NEW, 0, 3]
+    assert stats.tokens[3] == (width + 5) + 1 + (width + 9)             # row 1 from 0, then 1 more; row 2 from 0
+    assert stats.tokens[0] == stats.tokens[1] == 3 * (width + NEW - 1)
+
+
+def test_row_cache_writes_rows_and_grows():
+    """Writes land at (rows, columns); attention sees columns [0, end); growth keeps what was written."""
+    cache = RowCache(layers=1, batch=3, initial_capacity=2, max_capacity=8)
+    layer = cache.layers[0]
+    a = torch.randn(3, 2, 2, 4)
+    cache.select(None, 0)
+    keys, values = layer.update(a, -a)
+    assert torch.equal(keys, a) and torch.equal(values, -a) and cache.get_seq_length() == 0
+    b = torch.randn(1, 2, 3, 4)
+    cache.select(torch.tensor([1]), 2)                    # row 1 alone, columns 2..4: the storage grows to 5
+    keys, _ = layer.update(b, -b)
+    assert keys.shape == (1, 2, 5, 4) and torch.equal(keys[0, :, :2], a[1]) and torch.equal(keys[0, :, 2:], b[0])
+    assert layer.keys.shape[2] == 5 and cache.get_mask_sizes(3, 0) == (5, 0)
+    assert torch.equal(layer.keys[0, :, :2], a[0]) and not layer.keys[0, :, 2:].any()   # other rows untouched
+    cache.keep(torch.tensor([1, 2]))
+    assert cache.batch == 2 and torch.equal(layer.keys[0, :, 2:5], b[0])
+    assert cache.nbytes() == 2 * 2 * 2 * 5 * 4 * 4
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -145,14 +201,16 @@ def test_fusionroute_rule_per_row(combine):
     z_router, z_experts = torch.randn(3, 10, generator=g), torch.randn(2, 3, 10, generator=g)
     routing = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, -1.0]])          # rows choose experts 0, 1, 0
     outputs = {0: ModelOutput(z_router, routing), 1: ModelOutput(z_experts[0]), 2: ModelOutput(z_experts[1])}
-    called = []
+    called, asked = [], {}
 
-    def run(i):
+    def run(i, rows=None):
         called.append(i)
+        asked[i] = rows
         return outputs[i]
 
     logits, choices = FusionRoute(router=0, experts=[1, 2], combine=combine).step(run)
     assert choices.tolist() == [0, 1, 0] and sorted(called) == [0, 1, 2]
+    assert asked == {0: None, 1: [0, 2], 2: [1]}             # each expert only for the rows that chose it
     chosen = z_experts[choices, torch.arange(3)]
     expected = (chosen.log_softmax(-1) + z_router.log_softmax(-1)) if combine == "logprob" else chosen + z_router
     torch.testing.assert_close(logits, expected, rtol=0, atol=0)

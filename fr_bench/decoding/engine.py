@@ -1,15 +1,16 @@
 """One decode loop for every token-level method (FusionRoute, its ablations, single models, confidence routing).
 
-The engine holds a list of causal LMs that share one vocabulary. Each model owns its KV cache and a count of how many
-positions of the shared token buffer it has consumed (`CachedModel.seen`). At every step a *policy*
-(`fr_bench.decoding.policies`) asks for the next-token outputs of the models it needs and returns one row of logits
-per prompt; the engine picks the token, appends it to every row, and handles stopping, padding and cost accounting.
+The engine holds a list of causal LMs that share one vocabulary. Each model owns a per-row KV cache and, per batch
+row, a count of how many positions of the shared token buffer it has consumed (`CachedModel.seen`). At every step a
+*policy* (`fr_bench.decoding.policies`) asks for the next-token outputs of the models it needs, on all rows or on
+some (`run(i, rows)`), and returns one row of logits per prompt; the engine picks the token, appends it to every row,
+and handles stopping, padding and cost accounting.
 
-Lazy catch-up: a model runs only at steps where the policy asks for it, and then consumes every position it has not
-seen yet in ONE forward (prompt and all tokens generated since its last run). Rows advance in lock-step, so `seen` is
-one number per model: when any row needs model m at step t, m catches up for the whole batch. With `lazy=False`
-(the naive reference) every model runs every step; both modes compute the same logits for the same positions, so
-their outputs agree token for token (up to float rounding of batched vs. one-token matmuls).
+Lazy catch-up: a model runs only for the rows and at the steps where the policy asks for it, and then consumes every
+position those rows have not shown it yet in ONE forward (prompt and all tokens generated since the row last used
+it). An expert one row switches to catches up that row alone, not the batch (`row_cache.py` says why). With
+`lazy=False` (the naive reference) every model runs every row every step; both modes compute the same logits for the
+same positions, so their outputs agree token for token (up to float rounding of batched vs. one-token matmuls).
 
 Batches are left-padded: `attention_mask` marks the padding and `position_ids` start at 0 on each row's first real
 token, so a row decodes the same tokens alone or in a batch. Finished rows (eos or a stop string) leave the batch:
@@ -18,12 +19,13 @@ their cache rows are dropped from every model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 from torch import nn
 
 from ..methods.base import Generation
+from .row_cache import RowCache
 
 
 @dataclass
@@ -32,12 +34,16 @@ class ModelOutput:
     routing_logits: torch.Tensor | None = None   # [B, N] routing scores (router models only)
 
 
-Run = Callable[[int], ModelOutput]
+class Run(Protocol):
+    """`run(i)` catches model i up on every row and returns its outputs; `run(i, rows)` only on batch rows `rows`
+    (the other rows of the returned tensors are zeros, or outputs computed anyway)."""
+
+    def __call__(self, model: int, rows: Sequence[int] | None = None) -> ModelOutput: ...
 
 
 class Policy(Protocol):
     """Which models to consult at a step and how to combine them: returns logits [B, V] and per-row expert choices
-    [B] (None for methods that do not route). `run(i)` catches model i up and returns its outputs."""
+    [B] (None for methods that do not route)."""
 
     def step(self, run: Run) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
@@ -70,36 +76,94 @@ class TokenBuffer:
         self.pads = [self.pads[r] for r in rows]
 
 
+RIDE_LAG = 2       # a row at most this many positions behind rides along in a forward that starts no later
+MERGE_SLACK = 32   # rows needing a model run in one forward unless that re-runs more positions than this
+
+
 class CachedModel:
-    """One model with its own KV cache and the number of buffer positions it has consumed."""
+    """One model, its per-row KV cache (`RowCache`) and, per batch row, how many buffer positions it has consumed."""
 
     def __init__(self, model: nn.Module) -> None:
-        from transformers import DynamicCache
-
         self.model = model
-        self._new_cache = lambda: DynamicCache(config=model.config)  # config: sliding-window layers (Gemma-2)
-        self.cache = self._new_cache()
-        self.seen = 0
+        self.layers = model.config.num_hidden_layers
+        self.cache: RowCache | None = None
+        self.seen: list[int] = []
 
-    def reset(self) -> None:
-        self.cache, self.seen = self._new_cache(), 0
+    def reset(self, buf: TokenBuffer | None = None) -> None:
+        """A fresh cache for the batch in `buf` (or none, which releases the memory)."""
+        if buf is None:
+            self.cache, self.seen = None, []
+            return
+        rows, width = buf.ids.shape
+        self.cache = RowCache(self.layers, rows, initial_capacity=min(width, buf.length + 64), max_capacity=width)
+        self.seen = [0] * rows
 
-    def catch_up(self, buf: TokenBuffer) -> ModelOutput:
-        """Consume positions [seen, buf.length) in one forward; outputs for the last position only."""
-        start, end = self.seen, buf.length
-        out = self.model(input_ids=buf.ids[:, start:end], position_ids=buf.positions[:, start:end],
-                         attention_mask=buf.mask[:, :end] if buf.padded else None,
+    def plan(self, need: Sequence[int], end: int) -> list[tuple[list[int], int]]:
+        """Forwards that bring rows `need` to position `end`: (rows, start) each, rows sorted.
+
+        Rows needing the model go in one forward starting at the earliest position any of them lacks, unless that
+        would re-run more than MERGE_SLACK positions of rows that are further ahead (then they split, furthest ahead
+        first). Rows not needed ride along when the forward starts at most RIDE_LAG positions back and they have
+        every position before its start: this keeps the rows of a model that is used every step (the router, the
+        home expert) in lock-step at a cost of a position or two, so a row returning to it never lags far."""
+        groups: list[tuple[list[int], int]] = []
+        for r in sorted((r for r in need if self.seen[r] < end), key=lambda r: -self.seen[r]):
+            if groups and len(groups[-1][0]) * (groups[-1][1] - self.seen[r]) <= MERGE_SLACK:
+                groups[-1] = (groups[-1][0] + [r], self.seen[r])
+            else:
+                groups.append(([r], self.seen[r]))
+        planned = []
+        for rows, start in groups:
+            if end - start <= RIDE_LAG:
+                rows = rows + [r for r in range(len(self.seen)) if start <= self.seen[r] < end and r not in rows]
+            planned.append((sorted(rows), start))
+        return planned
+
+    def forward(self, buf: TokenBuffer, rows: list[int], start: int) -> ModelOutput:
+        """Run `rows` over buffer positions [start, buf.length); outputs (for those rows) at the last position."""
+        end = buf.length
+        if len(rows) == buf.ids.shape[0]:
+            index, ids, positions, mask = None, buf.ids, buf.positions, buf.mask
+        else:
+            index = torch.tensor(rows, device=buf.ids.device)
+            ids, positions, mask = buf.ids[index], buf.positions[index], buf.mask[index]
+        self.cache.select(index, start)
+        out = self.model(input_ids=ids[:, start:end], position_ids=positions[:, start:end],
+                         attention_mask=mask[:, :end] if any(buf.pads[r] for r in rows) else None,
                          past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        self.seen = end
+        for r in rows:
+            self.seen[r] = end
         routing = getattr(out, "routing_logits", None)
         return ModelOutput(out.logits[:, -1].float(), None if routing is None else routing[:, -1].float())
 
-    def keep(self, index: torch.Tensor) -> None:
-        self.cache.batch_select_indices(index)
+    def keep(self, rows: list[int], index: torch.Tensor) -> None:
+        self.cache.keep(index)
+        self.seen = [self.seen[r] for r in rows]
 
     def cache_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for layer in self.cache.layers if layer.is_initialized
-                   for t in (layer.keys, layer.values))
+        return self.cache.nbytes() if self.cache is not None else 0
+
+
+class StepOutputs:
+    """One model's outputs at the current step, gathered over its forwards; rows not run hold zeros."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch, self.done = batch, set()
+        self.output: ModelOutput | None = None
+
+    def add(self, rows: list[int], out: ModelOutput) -> None:
+        if self.output is None and len(rows) == self.batch:
+            self.output = out
+        else:
+            if self.output is None:
+                routing = out.routing_logits
+                self.output = ModelOutput(out.logits.new_zeros(self.batch, out.logits.shape[-1]),
+                                          None if routing is None else routing.new_zeros(self.batch, routing.shape[-1]))
+            index = torch.tensor(rows, device=out.logits.device)
+            self.output.logits[index] = out.logits
+            if out.routing_logits is not None:
+                self.output.routing_logits[index] = out.routing_logits
+        self.done.update(rows)
 
 
 @dataclass
@@ -223,22 +287,24 @@ class DecodeEngine:
         rows = [_Row(i, pad) for i, pad in zip(indices, buf.pads)]
         active = list(rows)
         for m in self.models:
-            m.reset()
+            m.reset(buf)
         for step in range(max_new_tokens):
-            outputs: dict[int, ModelOutput] = {}
+            outputs: dict[int, StepOutputs] = {}
             spans: list[int] = []
 
-            def run(i: int) -> ModelOutput:
-                if i not in outputs:
+            def run(i: int, need: Sequence[int] | None = None) -> ModelOutput:
+                need = range(len(active)) if need is None else need
+                memo = outputs.setdefault(i, StepOutputs(len(active)))
+                if not memo.done.issuperset(need):
                     model = self.models[i]
-                    start, end = model.seen, buf.length
-                    outputs[i] = model.catch_up(buf)
-                    spans.append(end - start)
-                    stats.forwards[i] += 1
-                    stats.tokens[i] += (end - start) * len(active)
-                    for row in active:
-                        row.cost += end - max(start, row.pad)
-                return outputs[i]
+                    for rows, start in model.plan(need, buf.length):
+                        memo.add(rows, model.forward(buf, rows, start))
+                        spans.append(buf.length - start)
+                        stats.forwards[i] += 1
+                        stats.tokens[i] += (buf.length - start) * len(rows)
+                        for r in rows:
+                            active[r].cost += buf.length - max(start, active[r].pad)
+                return memo.output
 
             if not self.lazy:
                 for i in range(len(self.models)):
@@ -271,7 +337,7 @@ class DecodeEngine:
                 index = torch.tensor(keep, device=self.device)
                 buf.keep(keep, index)
                 for m in self.models:
-                    m.keep(index)
+                    m.keep(keep, index)
                 active = [active[j] for j in keep]
         return rows
 

@@ -1,7 +1,8 @@
 """Decode policies: at each step, which models to consult and how to turn their logits into one distribution.
 
 A policy is a small object with `step(run) -> (logits [B, V], choices [B] | None)`; `run(i)` returns model i's
-next-token outputs (running it, with lazy catch-up, only when asked). Model indices refer to the engine's model list.
+next-token outputs (running it, with lazy catch-up, only when asked) and `run(i, rows)` computes them only for batch
+rows `rows`. Model indices refer to the engine's model list.
 A new token-level routing idea is one more class here (or in its own file) plus a `Method` that builds the engine.
 """
 from __future__ import annotations
@@ -27,11 +28,15 @@ class SingleModel:
 
 
 def routed_logits(run: Run, experts: list[int], choices: torch.Tensor) -> torch.Tensor:
-    """Row b gets the logits of expert `experts[choices[b]]`; only experts some row chose are run."""
-    chosen = sorted(set(choices.tolist()))
-    logits = run(experts[chosen[0]]).logits
+    """Row b gets the logits of expert `experts[choices[b]]`; each chosen expert runs only on the rows that chose it
+    (one host sync for the choices)."""
+    rows: dict[int, list[int]] = {}
+    for b, e in enumerate(choices.tolist()):
+        rows.setdefault(e, []).append(b)
+    chosen = sorted(rows)
+    logits = run(experts[chosen[0]], rows[chosen[0]]).logits
     for e in chosen[1:]:
-        logits = torch.where((choices == e).unsqueeze(-1), run(experts[e]).logits, logits)
+        logits = torch.where((choices == e).unsqueeze(-1), run(experts[e], rows[e]).logits, logits)
     return logits
 
 
