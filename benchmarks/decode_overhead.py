@@ -2,8 +2,10 @@
 
 Same prompts, greedy, a fixed number of new tokens (eos disabled, so every method decodes the same lengths):
 (a) one expert alone, (b) FusionRoute (router + 3 equal-size experts, lazy catch-up), (c) the naive engine (every
-model every step), at batch 1 and batch 8; repeats are interleaved (a, b, c, a, b, c, ...) and medians reported, so
-load from other processes hits all three alike. Models have random weights of a given shape (no download).
+model every step), at batch 1 and batch 8; repeats are interleaved (a, b, c, c, b, a, ...) and each ratio is the
+median over repeats of b/a (c/a) within a repeat, so load from other processes hits all three alike (`_range`: the
+smallest and largest per-repeat fusion ratio, for the spread). Models have random weights of a given shape (no
+download).
 
 Routing realism: a random routing head switches experts at almost every token (or never, when a random model loops).
 The benchmark therefore draws expert choices from a seeded schedule (`ScheduledRouting`): each row stays on the home
@@ -19,9 +21,9 @@ general task) switch far more: 16 % of tokens.
 Times: wall clock (`perf_counter`), and on CPU also process CPU time (keys `*_cpu`): with `--threads 1` the CPU time
 is the work done, unaffected by other processes taking the core (these machines are shared and noisy).
 
-Memory: torch.cuda.max_memory_allocated (GPU) or the peak RSS (CPU: /proc VmHWM, reset before the run, minus what the
-process held apart from the weights just before it) during a FusionRoute batch-8 run, over the bytes of all model
-weights plus the KV caches that run filled.
+Memory (measured first, before the timed runs): torch.cuda.max_memory_allocated (GPU) or the peak RSS (CPU: /proc
+VmHWM, reset before the run, minus what the process held apart from the weights just before it) during a
+FusionRoute batch-8 run, over the bytes of all model weights plus the KV caches that run allocated.
 
 Prints one JSON object as its last line. Run:
   .venv/bin/python benchmarks/decode_overhead.py                                # micro Llama models, CPU
@@ -145,29 +147,33 @@ def timed(engine: DecodeEngine, prompts: list[list[int]], new_tokens: int, devic
 
 def measure(engines: dict[str, DecodeEngine], prompts: list[list[int]], new_tokens: int, repeats: int,
             device: str, prefix: str = "") -> dict[str, float | bool]:
-    """Interleaved repeats of every engine on `prompts`; ratios of medians against `single`, keyed `<prefix>..._b<B>`."""
+    """Interleaved repeats of every engine on `prompts`, keyed `<prefix>..._b<B>`. A ratio is the median over repeats
+    of (engine time / single time in the same repeat): runs seconds apart share the machine's state, and the order
+    alternates between repeats so slow drifts hit both sides alike."""
     batch, result = len(prompts), {}
     for engine in engines.values():                              # warm-up (allocator, lazy imports, kernels)
         timed(engine, prompts, 4, device)
-    wall: dict[str, list[float]] = {name: [] for name in engines}
-    cpu: dict[str, list[float]] = {name: [] for name in engines}
+    wall: dict[str, list[float]] = {name: [] for name in engines if name != "single"}
+    cpu: dict[str, list[float]] = {name: [] for name in wall}
+    single_wall: list[float] = []
     exact = True
-    for _ in range(repeats):
-        outs, stats = {}, {}
-        for name, engine in engines.items():
-            seconds, cpu_seconds, outs[name], stats[name] = timed(engine, prompts, new_tokens, device)
-            wall[name].append(seconds)
-            cpu[name].append(cpu_seconds)
+    for repeat in range(repeats):
+        outs, stats, seconds, cpu_seconds = {}, {}, {}, {}
+        for name in (list(engines) if repeat % 2 == 0 else list(engines)[::-1]):
+            run = timed(engines[name], prompts, new_tokens, device)
+            seconds[name], cpu_seconds[name], outs[name], stats[name] = run
+        for name in wall:
+            wall[name].append(seconds[name] / seconds["single"])
+            cpu[name].append(cpu_seconds[name] / cpu_seconds["single"])
+        single_wall.append(seconds["single"])
         if "naive" in outs:
             exact &= [o.token_ids for o in outs["fusion"]] == [o.token_ids for o in outs["naive"]]
-    med = {name: statistics.median(ts) for name, ts in wall.items()}
-    med_cpu = {name: statistics.median(ts) for name, ts in cpu.items()}
     key = f"_b{batch}"
-    for name in engines:
-        if name != "single":
-            result[f"{prefix}{name}_over_single{key}"] = round(med[name] / med["single"], 3)
-            if not device.startswith("cuda"):
-                result[f"{prefix}{name}_over_single{key}_cpu"] = round(med_cpu[name] / med_cpu["single"], 3)
+    for name in wall:
+        result[f"{prefix}{name}_over_single{key}"] = round(statistics.median(wall[name]), 3)
+        if not device.startswith("cuda"):
+            result[f"{prefix}{name}_over_single{key}_cpu"] = round(statistics.median(cpu[name]), 3)
+    result[f"{prefix}fusion_over_single{key}_range"] = [round(min(wall["fusion"]), 3), round(max(wall["fusion"]), 3)]
     if "naive" in engines:
         result[f"fusion_equals_naive{key}"] = exact
     work = {name: (sum(s.forwards), sum(s.tokens)) for name, s in stats.items()}   # contention-free work counts
@@ -177,7 +183,7 @@ def measure(engines: dict[str, DecodeEngine], prompts: list[list[int]], new_toke
     choices = [c for o in outs["fusion"] for c in o.expert_choices]
     result[f"{prefix}measured_switch_rate{key}"] = round(sum(c != 0 for c in choices) / len(choices), 3)
     if not prefix:
-        result[f"single_ms_per_token{key}"] = round(1000 * med["single"] / new_tokens, 3)
+        result[f"single_ms_per_token{key}"] = round(1000 * statistics.median(single_wall) / new_tokens, 3)
     return result
 
 
@@ -188,7 +194,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--prompt-len", type=int, default=64, help="mean prompt length (batch rows vary +-25%%)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--router-switch-rate", type=float, default=0.01, help="share of tokens off the home expert")
     parser.add_argument("--excursion", type=float, default=1.0, help="mean tokens per stay off the home expert")
     parser.add_argument("--stress-switch-rate", type=float, default=0.05,
@@ -217,13 +223,8 @@ def main() -> None:
     all_prompts = [torch.randint(0, vocab, (int(n),), generator=g).tolist() for n in lengths]
 
     result: dict[str, float | int | str | bool] = {}
-    for batch in (1, 8):
-        result.update(measure(engines, all_prompts[:batch], args.new_tokens, args.repeats, args.device))
-    if args.stress_switch_rate:
-        stress = {"single": single, "fusion": fusion(args.stress_switch_rate)}
-        for batch in (1, 8):
-            result.update(measure(stress, all_prompts[:batch], args.new_tokens, args.repeats, args.device, "stress_"))
-
+    # Memory first, in a process that has decoded nothing big yet: pages freed by earlier runs would hide the growth.
+    timed(engines["fusion"], all_prompts[:1], 4, args.device)        # lazy imports and kernels, not counted
     mem_before = base_memory(args.device) - weight_bytes([router, *experts])
     peak_memory_reset(args.device)
     _, _, _, stats = timed(engines["fusion"], all_prompts, args.new_tokens, args.device)
@@ -232,6 +233,13 @@ def main() -> None:
     peak = peak_memory(args.device) - mem_before
     result.update(peak_mem_bytes_fusion_b8=peak, weights_bytes=weights, kv_bytes_fusion_b8=kv,
                   peak_mem_over_weights_plus_kv=round(peak / (weights + kv), 3))
+    for batch in (1, 8):
+        result.update(measure(engines, all_prompts[:batch], args.new_tokens, args.repeats, args.device))
+    if args.stress_switch_rate:
+        stress = {"single": single, "fusion": fusion(args.stress_switch_rate)}
+        for batch in (1, 8):
+            result.update(measure(stress, all_prompts[:batch], args.new_tokens, args.repeats, args.device, "stress_"))
+
     result.update(shape=args.shape, device=args.device, dtype=args.dtype, new_tokens=args.new_tokens,
                   repeats=args.repeats, router_switch_rate=args.router_switch_rate, excursion=args.excursion,
                   stress_switch_rate=args.stress_switch_rate,

@@ -75,8 +75,8 @@ def main() -> None:
             if not rows:
                 continue
             s = result.setdefault(method, {})[task_dir.name] = statistics(rows)
-            print(f"{method:28} {task_dir.name:14} {s['tokens']:7d} {s['off_home']:9.2%} {s['switches_per_token']:10.2%}"
-                  f" {s['excursion']:9.2f} {s['forwards_b8']:7.3f}")
+            print(f"{method:28} {task_dir.name:14} {s['tokens']:7d} {s['off_home']:9.2%} "
+                  f"{s['switches_per_token']:10.2%} {s['excursion']:9.2f} {s['forwards_b8']:7.3f}")
     if not result:
         parser.error(f"no sample with expert_choices under {samples} for methods {args.methods}")
     print(json.dumps(result))
