@@ -33,7 +33,7 @@ def routes(folder: Path) -> list[list[int]]:
     return out
 
 
-def statistics(rows: list[list[int]], batch: int = 8) -> dict[str, float]:
+def summary(rows: list[list[int]], batch: int = 8) -> dict[str, float]:
     tokens = off = switches = 0
     excursions: list[int] = []
     for choices in rows:
@@ -74,7 +74,7 @@ def main() -> None:
             rows = routes(task_dir)
             if not rows:
                 continue
-            s = result.setdefault(method, {})[task_dir.name] = statistics(rows)
+            s = result.setdefault(method, {})[task_dir.name] = summary(rows)
             print(f"{method:28} {task_dir.name:14} {s['tokens']:7d} {s['off_home']:9.2%} "
                   f"{s['switches_per_token']:10.2%} {s['excursion']:9.2f} {s['forwards_b8']:7.3f}")
     if not result:

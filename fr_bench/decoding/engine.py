@@ -63,10 +63,6 @@ class TokenBuffer:
         self.positions = offset.clamp(min=0).to(device)
         self.length = width
 
-    @property
-    def padded(self) -> bool:
-        return any(self.pads)
-
     def append(self, tokens: torch.Tensor) -> None:
         self.ids[:, self.length] = tokens
         self.length += 1
@@ -152,18 +148,18 @@ class StepOutputs:
         self.output: ModelOutput | None = None
 
     def add(self, rows: list[int], out: ModelOutput) -> None:
-        if self.output is None and len(rows) == self.batch:
-            self.output = out
-        else:
-            if self.output is None:
-                routing = out.routing_logits
-                self.output = ModelOutput(out.logits.new_zeros(self.batch, out.logits.shape[-1]),
-                                          None if routing is None else routing.new_zeros(self.batch, routing.shape[-1]))
-            index = torch.tensor(rows, device=out.logits.device)
-            self.output.logits[index] = out.logits
-            if out.routing_logits is not None:
-                self.output.routing_logits[index] = out.routing_logits
         self.done.update(rows)
+        if self.output is None and len(rows) == self.batch:     # the common case: one forward over every row
+            self.output = out
+            return
+        if self.output is None:
+            routing = out.routing_logits
+            self.output = ModelOutput(out.logits.new_zeros(self.batch, out.logits.shape[-1]),
+                                      None if routing is None else routing.new_zeros(self.batch, routing.shape[-1]))
+        index = torch.tensor(rows, device=out.logits.device)
+        self.output.logits[index] = out.logits
+        if out.routing_logits is not None:
+            self.output.routing_logits[index] = out.routing_logits
 
 
 @dataclass

@@ -30,7 +30,7 @@ class RowLayer(CacheLayerMixin):
         self.cache = cache
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        batch, heads, _, dim = key_states.shape
+        _, heads, _, dim = key_states.shape
         shape = (self.cache.batch, heads, self.cache.initial_capacity, dim)
         self.keys = key_states.new_zeros(shape)
         self.values = value_states.new_zeros((*shape[:3], value_states.shape[-1]))
