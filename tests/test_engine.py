@@ -64,8 +64,8 @@ class Scripted(FusionRoute):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_an_expert_runs_only_the_rows_that_chose_it(family, tok):
     """Row 1 visits expert 2 at steps 5 and 6 and row 2 at step 9: expert 2 runs each row's own prefix once (not the
-    batch's), in three forwards; the home expert stays in lock-step (row 1 rides along while away) and runs one
-    forward per step. Tokens equal the naive engine's."""
+    batch's, nor the padding in front of it), in three forwards; the home expert stays in lock-step (row 1 rides
+    along while away) and runs one forward per step. Tokens equal the naive engine's."""
     prompts = prompts_of_lengths((4, 6, 7), seed=7)          # sorted by length: batch row i = prompt i
     width, script = 7, {5: {1: 2}, 6: {1: 2}, 9: {2: 2}}
     models = [tiny_router(family, 0, n_experts=3), *[tiny_lm(family, seed) for seed in (1, 2, 3)]]
@@ -78,8 +78,32 @@ def test_an_expert_runs_only_the_rows_that_chose_it(family, tok):
     assert [g.token_ids for g in got] == [r.token_ids for r in ref]
     assert [g.expert_choices[5:10] for g in got] == [[0] * 5, [2, 2, 0, 0, 0], [0, 0, 0, 0, 2]]
     assert stats.forwards == [NEW, NEW, 0, 3]
-    assert stats.tokens[3] == (width + 5) + 1 + (width + 9)             # row 1 from 0, then 1 more; row 2 from 0
+    assert stats.tokens[3] == (6 + 5) + 1 + (7 + 9)      # row 1 (pad 1) from its prompt, then 1 more; row 2 too
     assert stats.tokens[0] == stats.tokens[1] == 3 * (width + NEW - 1)
+
+
+def test_models_of_a_step_share_one_attention_mask(tok, monkeypatch):
+    """Padded batch, Llama router and experts: the router and the home expert take one mask per step, built by the
+    engine with transformers' own function, and decode the tokens they decode when each builds its own mask."""
+    import fr_bench.decoding.engine as engine_module
+
+    prompts = prompts_of_lengths((4, 6, 7), seed=8)
+    models = [tiny_router("llama", 0, n_experts=3), *[tiny_lm("llama", seed) for seed in (1, 2, 3)]]
+
+    def decode():
+        engine = DecodeEngine(models, Scripted({3: {0: 1}}, router=0, experts=[1, 2, 3]), tok, eos_ids=set())
+        return engine.generate_ids(prompts, NEW, batch_size=3)
+
+    builds = []
+    build = engine_module.create_causal_mask
+    monkeypatch.setattr(engine_module, "create_causal_mask", lambda **kw: builds.append(kw) or build(**kw))
+    shared, stats = decode()
+    assert sum(stats.forwards) == 2 * NEW + 1                     # router, home expert, and expert 2 once (row 0)
+    assert len(builds) == NEW + 1                                 # one per step, and one for row 0's catch-up
+    assert all(kw["attention_mask"].shape[0] in (1, 3) for kw in builds)
+    monkeypatch.setattr(engine_module, "mask_signature", lambda model: None)
+    own, _ = decode()
+    assert [s.token_ids for s in shared] == [o.token_ids for o in own]
 
 
 def test_row_cache_writes_rows_and_grows():

@@ -23,6 +23,7 @@ from typing import Any, Protocol, Sequence
 
 import torch
 from torch import nn
+from transformers.masking_utils import create_causal_mask
 
 from ..methods.base import Generation
 from .row_cache import RowCache
@@ -76,12 +77,27 @@ RIDE_LAG = 2       # a row at most this many positions behind rides along in a f
 MERGE_SLACK = 32   # rows needing a model run in one forward unless that re-runs more positions than this
 
 
+def mask_signature(model: nn.Module) -> tuple | None:
+    """Models with equal signatures take the same attention mask for the same rows and columns, so one step builds
+    it once for all of them (the router and the home expert share it at every step: each build costs about as much
+    as 4 % of a micro model's decode step). Full-attention models only: sliding-window families (Gemma-2) build
+    their per-layer-type masks themselves, from the padding mask."""
+    config = model.config
+    if getattr(config, "sliding_window", None) or any(t != "full_attention" for t in
+                                                      getattr(config, "layer_types", None) or ()):
+        return None
+    weight = next(model.parameters())
+    return config._attn_implementation, weight.dtype, weight.device
+
+
 class CachedModel:
     """One model, its per-row KV cache (`RowCache`) and, per batch row, how many buffer positions it has consumed."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.layers = model.config.num_hidden_layers
+        self.dtype = next(model.parameters()).dtype
+        self.mask_signature = mask_signature(model)
         self.cache: RowCache | None = None
         self.seen: list[int] = []
 
@@ -94,14 +110,16 @@ class CachedModel:
         self.cache = RowCache(self.layers, rows, initial_capacity=min(width, buf.length + 64), max_capacity=width)
         self.seen = [0] * rows
 
-    def plan(self, need: Sequence[int], end: int) -> list[tuple[list[int], int]]:
+    def plan(self, need: Sequence[int], end: int, pads: Sequence[int]) -> list[tuple[list[int], int]]:
         """Forwards that bring rows `need` to position `end`: (rows, start) each, rows sorted.
 
         Rows needing the model go in one forward starting at the earliest position any of them lacks, unless that
         would re-run more than MERGE_SLACK positions of rows that are further ahead (then they split, furthest ahead
         first). Rows not needed ride along when the forward starts at most RIDE_LAG positions back and they have
         every position before its start: this keeps the rows of a model that is used every step (the router, the
-        home expert) in lock-step at a cost of a position or two, so a row returning to it never lags far."""
+        home expert) in lock-step at a cost of a position or two, so a row returning to it never lags far.
+        A forward never starts inside the left padding of all its rows (`pads`): an expert a row first switches to
+        runs that row's prompt, not the batch's padding in front of it (padding columns are masked out as keys)."""
         groups: list[tuple[list[int], int]] = []
         for r in sorted((r for r in need if self.seen[r] < end), key=lambda r: -self.seen[r]):
             if groups and len(groups[-1][0]) * (groups[-1][1] - self.seen[r]) <= MERGE_SLACK:
@@ -112,11 +130,12 @@ class CachedModel:
         for rows, start in groups:
             if end - start <= RIDE_LAG:
                 rows = rows + [r for r in range(len(self.seen)) if start <= self.seen[r] < end and r not in rows]
-            planned.append((sorted(rows), start))
+            planned.append((sorted(rows), max(start, min(pads[r] for r in rows))))
         return planned
 
-    def forward(self, buf: TokenBuffer, rows: list[int], start: int) -> ModelOutput:
-        """Run `rows` over buffer positions [start, buf.length); outputs (for those rows) at the last position."""
+    def forward(self, buf: TokenBuffer, rows: list[int], start: int, masks: dict) -> ModelOutput:
+        """Run `rows` over buffer positions [start, buf.length); outputs (for those rows) at the last position.
+        `masks` holds the step's attention masks, shared by models of one `mask_signature`."""
         end = buf.length
         if len(rows) == buf.ids.shape[0]:
             index, ids, positions, mask = None, buf.ids, buf.positions, buf.mask
@@ -124,9 +143,19 @@ class CachedModel:
             index = torch.tensor(rows, device=buf.ids.device)
             ids, positions, mask = buf.ids[index], buf.positions[index], buf.mask[index]
         self.cache.select(index, start)
+        attention_mask = None
+        if any(buf.pads[r] for r in rows):
+            attention_mask = mask[:, :end]
+            if self.mask_signature is not None:
+                key = (self.mask_signature, tuple(rows), start, end)
+                if key not in masks:
+                    shape_only = torch.empty(len(rows), end - start, 0, dtype=self.dtype, device=ids.device)
+                    masks[key] = create_causal_mask(config=self.model.config, inputs_embeds=shape_only,
+                                                    attention_mask=attention_mask, past_key_values=self.cache,
+                                                    position_ids=positions[:, start:end])
+                attention_mask = masks[key]
         out = self.model(input_ids=ids[:, start:end], position_ids=positions[:, start:end],
-                         attention_mask=mask[:, :end] if any(buf.pads[r] for r in rows) else None,
-                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+                         attention_mask=attention_mask, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
         for r in rows:
             self.seen[r] = end
         routing = getattr(out, "routing_logits", None)
@@ -286,6 +315,7 @@ class DecodeEngine:
             m.reset(buf)
         for step in range(max_new_tokens):
             outputs: dict[int, StepOutputs] = {}
+            masks: dict = {}
             spans: list[int] = []
 
             def run(i: int, need: Sequence[int] | None = None) -> ModelOutput:
@@ -293,8 +323,8 @@ class DecodeEngine:
                 memo = outputs.setdefault(i, StepOutputs(len(active)))
                 if not memo.done.issuperset(need):
                     model = self.models[i]
-                    for rows, start in model.plan(need, buf.length):
-                        memo.add(rows, model.forward(buf, rows, start))
+                    for rows, start in model.plan(need, buf.length, buf.pads):
+                        memo.add(rows, model.forward(buf, rows, start, masks))
                         spans.append(buf.length - start)
                         stats.forwards[i] += 1
                         stats.tokens[i] += (buf.length - start) * len(rows)
