@@ -82,21 +82,22 @@ def test_an_expert_runs_only_the_rows_that_chose_it(family, tok):
     assert stats.tokens[0] == stats.tokens[1] == 3 * (width + NEW - 1)
 
 
-def test_models_of_a_step_share_one_attention_mask(tok, monkeypatch):
-    """Padded batch, Llama router and experts: the router and the home expert take one mask per step, built by the
-    engine with transformers' own function, and decode the tokens they decode when each builds its own mask."""
+@pytest.mark.parametrize("family", FAMILIES)
+def test_models_of_a_step_share_one_attention_mask(family, tok, monkeypatch):
+    """Padded batch: the router and the home expert take one mask (Gemma-2: one per layer type) per step, built by
+    the engine with transformers' own function, and decode the tokens they decode when each builds its own."""
     import fr_bench.decoding.engine as engine_module
 
     prompts = prompts_of_lengths((4, 6, 7), seed=8)
-    models = [tiny_router("llama", 0, n_experts=3), *[tiny_lm("llama", seed) for seed in (1, 2, 3)]]
+    models = [tiny_router(family, 0, n_experts=3), *[tiny_lm(family, seed) for seed in (1, 2, 3)]]
 
     def decode():
         engine = DecodeEngine(models, Scripted({3: {0: 1}}, router=0, experts=[1, 2, 3]), tok, eos_ids=set())
         return engine.generate_ids(prompts, NEW, batch_size=3)
 
     builds = []
-    build = engine_module.create_causal_mask
-    monkeypatch.setattr(engine_module, "create_causal_mask", lambda **kw: builds.append(kw) or build(**kw))
+    build = engine_module.create_masks_for_generate
+    monkeypatch.setattr(engine_module, "create_masks_for_generate", lambda **kw: builds.append(kw) or build(**kw))
     shared, stats = decode()
     assert sum(stats.forwards) == 2 * NEW + 1                     # router, home expert, and expert 2 once (row 0)
     assert len(builds) == NEW + 1                                 # one per step, and one for row 0's catch-up

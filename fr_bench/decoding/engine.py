@@ -23,7 +23,7 @@ from typing import Any, Protocol, Sequence
 
 import torch
 from torch import nn
-from transformers.masking_utils import create_causal_mask
+from transformers.masking_utils import create_masks_for_generate
 
 from ..methods.base import Generation
 from .row_cache import RowCache
@@ -78,16 +78,20 @@ MERGE_SLACK = 32   # rows needing a model run in one forward unless that re-runs
 
 
 def mask_signature(model: nn.Module) -> tuple | None:
-    """Models with equal signatures take the same attention mask for the same rows and columns, so one step builds
-    it once for all of them (the router and the home expert share it at every step: each build costs about as much
-    as 4 % of a micro model's decode step). Full-attention models only: sliding-window families (Gemma-2) build
-    their per-layer-type masks themselves, from the padding mask."""
-    config = model.config
-    if getattr(config, "sliding_window", None) or any(t != "full_attention" for t in
-                                                      getattr(config, "layer_types", None) or ()):
+    """Models with equal signatures take the same attention masks for the same rows and columns, so a step builds
+    them once for all of them (the router and the home expert share them at every step; one build costs about 4 %
+    of a micro model's decode step). Masks come from transformers' `create_masks_for_generate`, the function
+    `generate` itself uses to prepare them ahead of the forward: one mask, or one per layer type (Gemma-2's full and
+    sliding layers); the signature holds the config fields it reads. None (each model builds its own) for a family
+    that overrides that function."""
+    if hasattr(model, "create_masks_for_generate"):
         return None
+    config = model.config.get_text_config()
     weight = next(model.parameters())
-    return config._attn_implementation, weight.dtype, weight.device
+    layer_types = getattr(config, "layer_types", None)
+    return (config._attn_implementation, tuple(sorted(set(layer_types))) if layer_types else None,
+            getattr(config, "sliding_window", None), getattr(config, "attention_chunk_size", None),
+            weight.dtype, weight.device)
 
 
 class CachedModel:
@@ -150,9 +154,9 @@ class CachedModel:
                 key = (self.mask_signature, tuple(rows), start, end)
                 if key not in masks:
                     shape_only = torch.empty(len(rows), end - start, 0, dtype=self.dtype, device=ids.device)
-                    masks[key] = create_causal_mask(config=self.model.config, inputs_embeds=shape_only,
-                                                    attention_mask=attention_mask, past_key_values=self.cache,
-                                                    position_ids=positions[:, start:end])
+                    masks[key] = create_masks_for_generate(config=self.model.config, inputs_embeds=shape_only,
+                                                           attention_mask=attention_mask, past_key_values=self.cache,
+                                                           position_ids=positions[:, start:end])
                 attention_mask = masks[key]
         out = self.model(input_ids=ids[:, start:end], position_ids=positions[:, start:end],
                          attention_mask=attention_mask, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
