@@ -40,6 +40,7 @@ def test_figures_are_valid_png_and_pdf(rendered: Path, name: str) -> None:
     assert (rendered / "plots" / f"{name}.png").stat().st_size > 10_000
     pdf = (rendered / "plots" / f"{name}.pdf").read_bytes()
     assert pdf.startswith(b"%PDF-") and b"%%EOF" in pdf[-64:] and len(pdf) > 5_000
+    assert b"/CreationDate" not in pdf           # re-rendering a committed report rewrites the same bytes
 
 
 def test_report_ties_everything_together(rendered: Path) -> None:

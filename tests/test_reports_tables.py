@@ -167,6 +167,19 @@ def test_one_seed_uses_sample_bootstrap(tmp_path: Path) -> None:
     assert "percentile bootstrap over samples" in T.main_caption(s)
 
 
+def test_sample_counts_are_not_metric_columns(tmp_path: Path) -> None:
+    """Real cells carry the scorers' counts (`n`, and `samples` for pass@k) among their metrics: not scores."""
+    root = tmp_path / "with_counts"
+    shutil.copytree(SWEEP, root)
+    lines = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+    for row in lines:
+        row["metrics"].update(n=row["n"], samples=row["n"])
+    (root / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in lines))
+    s = summarize(load_sweep(root), n_resamples=20000)
+    assert METRICS_MATH_MD in T.metrics_markdown(s)
+    assert all(not {"n", "samples"} & set(names) for names in s.metric_names.values())
+
+
 def test_missing_samples_drop_the_marker_not_the_row(tmp_path: Path) -> None:
     root = tmp_path / "no_samples"
     shutil.copytree(SWEEP, root)

@@ -40,11 +40,13 @@ def expert_colors(experts: list[str]) -> dict[str, Any]:
 
 
 def _save(fig: plt.Figure, stem: Path, tight: bool = True) -> list[Path]:
+    """PNG and PDF; the PDF without a creation date, so re-rendering the same sweep rewrites the same bytes."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):
         path = stem.with_suffix(f".{ext}")
-        fig.savefig(path, bbox_inches="tight" if tight else None)
+        fig.savefig(path, bbox_inches="tight" if tight else None,
+                    metadata={"CreationDate": None} if ext == "pdf" else None)
         paths.append(path)
     plt.close(fig)
     return paths

@@ -13,6 +13,10 @@ from .schema import Sweep, sample_value
 from .stats import (Interval, PairedDiff, average_paired, bootstrap_means, paired_bootstrap, percentile_bounds,
                     t_interval)
 
+# Keys the scorers' aggregates carry that count samples, not score them (`fr_bench.scoring.metrics`: `n`, and
+# `samples` for pass@k); the result row's own `n` reports the count. Metric tables list scores only.
+COUNT_KEYS = frozenset({"n", "samples"})
+
 AVG = "Avg"
 
 
@@ -155,7 +159,8 @@ def summarize(sweep: Sweep, confidence: float = 0.95, n_resamples: int = 2000, s
     metric_scores: dict[tuple[str, str, str], Interval] = {}
     for task in tasks:
         primary = sweep.primary_metric(task)
-        names = [primary] + sorted({k for r in sweep.results if r.task == task for k in r.metrics} - {primary})
+        names = [primary] + sorted({k for r in sweep.results if r.task == task for k in r.metrics}
+                                   - {primary} - COUNT_KEYS)
         metric_names[task] = names
         for method in methods:
             rows = sweep.rows(method, task)
