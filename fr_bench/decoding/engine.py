@@ -79,12 +79,12 @@ MERGE_SLACK = 32   # rows needing a model run in one forward unless that re-runs
 
 def mask_signature(model: nn.Module) -> tuple | None:
     """Models with equal signatures take the same attention masks for the same rows and columns, so a step builds
-    them once for all of them (the router and the home expert share them at every step; one build costs about 4 %
-    of a micro model's decode step). Masks come from transformers' `create_masks_for_generate`, the function
-    `generate` itself uses to prepare them ahead of the forward: one mask, or one per layer type (Gemma-2's full and
-    sliding layers); the signature holds the config fields it reads. None (each model builds its own) for a family
-    that overrides that function."""
-    if hasattr(model, "create_masks_for_generate"):
+    them once for all of them (the router and the home expert share them at every step). Masks come from
+    transformers' `create_masks_for_generate`, the function `generate` itself uses to prepare them ahead of the
+    forward: one mask, or one per layer type (Gemma-2's full and sliding layers); the signature holds the config
+    fields it reads. None (each model builds its own) when the model, or an LM it wraps (the router's), belongs to a
+    family that overrides that function."""
+    if any(hasattr(module, "create_masks_for_generate") for module in model.modules()):
         return None
     config = model.config.get_text_config()
     weight = next(model.parameters())
@@ -149,21 +149,27 @@ class CachedModel:
         self.cache.select(index, start)
         attention_mask = None
         if any(buf.pads[r] for r in rows):
-            attention_mask = mask[:, :end]
-            if self.mask_signature is not None:
-                key = (self.mask_signature, tuple(rows), start, end)
-                if key not in masks:
-                    shape_only = torch.empty(len(rows), end - start, 0, dtype=self.dtype, device=ids.device)
-                    masks[key] = create_masks_for_generate(config=self.model.config, inputs_embeds=shape_only,
-                                                           attention_mask=attention_mask, past_key_values=self.cache,
-                                                           position_ids=positions[:, start:end])
-                attention_mask = masks[key]
+            attention_mask = self.shared_mask(mask[:, :end], positions[:, start:end], rows, start, masks)
         out = self.model(input_ids=ids[:, start:end], position_ids=positions[:, start:end],
                          attention_mask=attention_mask, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
         for r in rows:
             self.seen[r] = end
         routing = getattr(out, "routing_logits", None)
         return ModelOutput(out.logits[:, -1].float(), None if routing is None else routing[:, -1].float())
+
+    def shared_mask(self, padding: torch.Tensor, positions: torch.Tensor, rows: list[int], start: int,
+                    masks: dict) -> Any:
+        """The step's prepared masks for these rows and columns, built on first use (after `cache.select`); the
+        padding mask itself for a model without a `mask_signature` (it then builds its masks in its forward)."""
+        if self.mask_signature is None:
+            return padding
+        key = (self.mask_signature, tuple(rows), start, padding.shape[1])
+        if key not in masks:
+            shape_only = torch.empty(len(rows), positions.shape[1], 0, dtype=self.dtype, device=padding.device)
+            masks[key] = create_masks_for_generate(config=self.model.config, inputs_embeds=shape_only,
+                                                   attention_mask=padding, past_key_values=self.cache,
+                                                   position_ids=positions)
+        return masks[key]
 
     def keep(self, rows: list[int], index: torch.Tensor) -> None:
         self.cache.keep(index)
