@@ -3,13 +3,17 @@
     python -m fr_bench.compare reports/A reports/B [--method M] [--reference-method R]
 
 Compares method M of sweep B (default: B's reference method) with method R of sweep A (default: M when A has it,
-else A's reference method), on every benchmark both ran, paired on the sample ids present in both (and on seeds,
-when the sweeps share seeds; otherwise each side is averaged over its own seeds per id). Prints a table and, as
-the last line, one JSON object. Exit code 0 whatever the verdict; 2 when an input is unusable.
+else A's reference method), on every benchmark both ran. The test is the report's (docs/reports.md): a difference
+counts only when it holds against both sources of variance, training (Welch's t-test over the two sweeps' per-seed
+scores: two sweeps are independent trainings even when their seed numbers coincide) and benchmark sampling (the
+paired bootstrap over the sample ids present in both, paired on seeds too when the sweeps share them), Holm-corrected
+over the rows compared. Prints a table and, as the last line, one JSON object. Exit code 0 whatever the verdict; 2
+when an input is unusable.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import zlib
@@ -17,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .reports.schema import Sweep, SweepFormatError, load_sweep
-from .reports.stats import PairedDiff, average_paired, paired_bootstrap
+from .reports.stats import PairedDiff, Significance, average_paired, holm, paired_bootstrap, significance, welch_test
 from .reports.tables import benchmark_label
+
+AVG_ROW = "Avg"
 
 
 @dataclass
@@ -29,22 +35,27 @@ class Comparison:
     method_b: str
     confidence: float
     n_resamples: int
-    diffs: dict[str, PairedDiff]                  # benchmark -> B - A
-    avg: PairedDiff | None                        # over the compared non-general benchmarks
+    diffs: dict[str, Significance]                # benchmark -> test of B - A
+    avg: Significance | None                      # over the compared non-general benchmarks
     skipped: dict[str, str] = field(default_factory=dict)  # benchmark -> why it was not compared
 
     @property
     def b_beats_a(self) -> bool:
-        """B's Avg is significantly above A's (the CI of the Avg difference lies above 0)."""
-        return self.avg is not None and self.avg.low > 0
+        """B's Avg is significantly above A's."""
+        return self.avg is not None and self.avg.significant and self.avg.ids.diff > 0
 
 
-def verdict(d: PairedDiff) -> str:
-    if d.low > 0:
-        return "B better"
-    if d.high < 0:
-        return "B worse"
-    return "no significant difference"
+def verdict(t: Significance) -> str:
+    if not t.significant:
+        return "no significant difference"
+    return "B better" if t.ids.diff > 0 else "B worse"
+
+
+def _per_seed(sweep: Sweep, method: str, tasks: list[str]) -> list[float]:
+    """Per-seed mean primary score over `tasks` (one value per independent run)."""
+    runs = [{r.seed: r.primary for r in sweep.runs(method, t)} for t in tasks]
+    seeds = [s for s in runs[0] if all(s in r for r in runs)]
+    return [sum(r[s] for r in runs) / len(runs) for s in seeds]
 
 
 def pick_methods(a: Sweep, b: Sweep, method: str | None, reference_method: str | None) -> tuple[str, str]:
@@ -80,7 +91,7 @@ def compare_sweeps(a: Sweep, b: Sweep, method_a: str, method_b: str, confidence:
         if a.primary_metric(task) != b.primary_metric(task):
             skipped[task] = f"primary metric differs ({a.primary_metric(task)} vs {b.primary_metric(task)})"
             continue
-        va, vb = a.sample_values(method_a, task), b.sample_values(method_b, task)
+        va, vb = a.run_values(method_a, task), b.run_values(method_b, task)
         if va is None or vb is None:
             skipped[task] = "per-sample files missing in " + ("A" if va is None else "B")
             continue
@@ -91,14 +102,28 @@ def compare_sweeps(a: Sweep, b: Sweep, method_a: str, method_b: str, confidence:
                                        pair_on_seed=bool(set(va) & set(vb)))
     for task in a_tasks - set(diffs) - set(skipped):
         skipped[task] = f"not run by {method_b} in B"
-    averaged = [diffs[t] for t in diffs if b_domains[t] != "general"]
-    avg = average_paired(averaged) if averaged else None
-    return Comparison(a, b, method_a, method_b, confidence, n_resamples, diffs, avg, skipped)
+    alpha = 1 - confidence
+    tests = {t: significance(d, welch_test(_per_seed(a, method_a, [t]), _per_seed(b, method_b, [t])), alpha)
+             for t, d in diffs.items()}
+    averaged = [t for t in diffs if b_domains[t] != "general"]
+    avg = None
+    if averaged:
+        avg = significance(average_paired([diffs[t] for t in averaged]),
+                           welch_test(_per_seed(a, method_a, averaged), _per_seed(b, method_b, averaged)), alpha)
+    family = {**{t: x.p for t, x in tests.items()}, **({AVG_ROW: avg.p} if avg else {})}
+    adjusted = holm(family)
+    tests = {t: dataclasses.replace(x, p_adjusted=adjusted[t]) for t, x in tests.items()}
+    avg = dataclasses.replace(avg, p_adjusted=adjusted[AVG_ROW]) if avg else None
+    return Comparison(a, b, method_a, method_b, confidence, n_resamples, tests, avg, skipped)
 
 
-def _row(d: PairedDiff) -> dict[str, Any]:
+def _row(t: Significance) -> dict[str, Any]:
+    d = t.ids
+    seeds = t.seeds if t.seed_level else None
     return {"mean_a": d.mean_a, "mean_b": d.mean_b, "diff": d.diff, "ci_low": d.low, "ci_high": d.high,
-            "n_ids": d.n_ids, "n_pairs": d.n_pairs, "significant": d.significant, "verdict": verdict(d)}
+            "n_ids": d.n_ids, "n_pairs": d.n_pairs, "p_ids": t.p_ids, "p_seeds": seeds.p if seeds else None,
+            "seed_test": seeds.kind if seeds else None, "p": t.p, "p_holm": t.p_adjusted,
+            "significant": t.significant, "verdict": verdict(t)}
 
 
 def to_json(c: Comparison) -> dict[str, Any]:
@@ -110,15 +135,16 @@ def to_json(c: Comparison) -> dict[str, Any]:
 
 def format_table(c: Comparison) -> str:
     ci = f"{int(100 * c.confidence)}% CI"
-    lines = [f"A: {c.a.root} [{c.method_a}]    B: {c.b.root} [{c.method_b}]    (scores x100, paired bootstrap, "
-             f"{c.n_resamples} resamples)",
-             f"{'benchmark':<16}{'A':>7}{'B':>7}{'B-A':>8}  {ci:<17}{'n':>6}  verdict"]
-    rows = list(c.diffs.items()) + ([("Avg", c.avg)] if c.avg else [])
-    for name, d in rows:
-        label = name if name == "Avg" else benchmark_label(name)
+    lines = [f"A: {c.a.root} [{c.method_a}]    B: {c.b.root} [{c.method_b}]    (scores x100; CI: paired bootstrap, "
+             f"{c.n_resamples} resamples; p: max of Welch over seeds and the id bootstrap, Holm-corrected)",
+             f"{'benchmark':<16}{'A':>7}{'B':>7}{'B-A':>8}  {ci:<17}{'n':>6}{'p_holm':>9}  verdict"]
+    rows = list(c.diffs.items()) + ([(AVG_ROW, c.avg)] if c.avg else [])
+    for name, t in rows:
+        d = t.ids
+        label = name if name == AVG_ROW else benchmark_label(name)
         interval = f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
         lines.append(f"{label:<16}{100 * d.mean_a:>7.1f}{100 * d.mean_b:>7.1f}{100 * d.diff:>+8.1f}  "
-                     f"{interval:<17}{d.n_ids:>6}  {verdict(d)}")
+                     f"{interval:<17}{d.n_ids:>6}{t.p_adjusted:>9.3f}  {verdict(t)}")
     for task, why in c.skipped.items():
         lines.append(f"{benchmark_label(task):<16}skipped: {why}")
     lines.append(f"B beats A on Avg: {'yes' if c.b_beats_a else 'no'}")

@@ -43,7 +43,8 @@ def _csv_losses(out, stage, key):
 
 
 def test_combined_cdpo_lowers_its_loss_keeps_the_head_and_mixes_sft(world, sft_dir, pairs_path, tmp_path):
-    out = train_router_cdpo(world, CDPOConfig(**CDPO_FAST), sft_dir, tmp_path / "cdpo", pairs_path=pairs_path)
+    cfg = CDPOConfig(**{**CDPO_FAST, "form": "combined"})
+    out = train_router_cdpo(world, cfg, sft_dir, tmp_path / "cdpo", pairs_path=pairs_path)
     losses = _csv_losses(out, "router_cdpo", "train/cdpo_loss")
     assert losses[0] == pytest.approx(math.log(2), abs=1e-5)  # policy == precomputed reference at step 0
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.02
@@ -59,7 +60,8 @@ def test_combined_cdpo_lowers_its_loss_keeps_the_head_and_mixes_sft(world, sft_d
 
 def test_paper_form_starts_at_the_expert_bias_and_learns(world, sft_dir, pairs_path, tmp_path):
     n_pairs = len(read_jsonl(pairs_path))
-    cfg = CDPOConfig(**{**CDPO_FAST, "form": "paper", "batch_size": 2 * n_pairs, "epochs": 6})
+    cfg = CDPOConfig(**{**CDPO_FAST, "batch_size": 2 * n_pairs, "epochs": 6})
+    assert cfg.form == "paper"  # the paper's objective is the default
     out = train_router_cdpo(world, cfg, sft_dir, tmp_path / "cdpo", pairs_path=pairs_path)
     tok = AutoTokenizer.from_pretrained(world.tokenizer)
     seqs = encode_pairs(read_jsonl(pairs_path), tok, 32)

@@ -105,3 +105,29 @@ def test_unusable_input_exits_2(tmp_path: Path, capsys) -> None:
     assert compare_main([str(a), str(a), "--method", "nope"]) == 2
     assert "pass --method with one of ['fusionroute']" in capsys.readouterr().err
     assert compare_main([str(a), str(tmp_path / "missing")]) == 2
+
+
+def test_training_noise_is_not_a_regression(tmp_path: Path, capsys) -> None:
+    """The same code trained twice: B's three seeds land below and above A's. Resampling ids alone calls the
+    difference significant; the seed-level test (Welch over the two sweeps' seeds) does not."""
+    def seeded(root: Path, per_seed: list[list[float]]) -> Path:
+        rows = []
+        for seed, values in enumerate(per_seed):
+            write_samples(root, "fusionroute", "t_math", seed, [
+                {"id": f"s{i}", "prompt": "p", "output": "o", "extracted": None, "gold": None, "correct": bool(v),
+                 "metrics": {"acc": v}, "expert_choices": None, "tokens": None, "cost_tokens": 1}
+                for i, v in enumerate(values)])
+            rows.append(ResultRow(sweep=root.name, method="fusionroute", task="t_math", domain="math", seed=seed,
+                                  n=len(values), primary_metric="acc", primary=sum(values) / len(values),
+                                  metrics={"acc": sum(values) / len(values)}, cost_tokens=1, wall_s=0.1))
+        write_results(root, rows)
+        write_meta(root, SweepMeta(sweep=root.name, expert_names=[], reference_method="fusionroute",
+                                   methods=["fusionroute"], tasks=["t_math"], seeds=[0, 1, 2], created="x"))
+        return root
+
+    a = seeded(tmp_path / "A", [[1.0] * 60 + [0.0] * 40, [1.0] * 70 + [0.0] * 30, [1.0] * 65 + [0.0] * 35])
+    b = seeded(tmp_path / "B", [[1.0] * 40 + [0.0] * 60, [1.0] * 75 + [0.0] * 25, [1.0] * 50 + [0.0] * 50])
+    _, out, result = run(capsys, str(a), str(b))
+    row = result["benchmarks"]["t_math"]
+    assert row["p_ids"] < 0.05 < row["p_seeds"] and row["seed_test"] == "welch"
+    assert row["verdict"] == "no significant difference" and not result["b_beats_a"]

@@ -51,7 +51,9 @@ def test_report_ties_everything_together(rendered: Path) -> None:
         assert heading in report
     assert "```yaml\nname: small\n" in report                                      # embedded config
     assert (rendered / "tables" / "main.md").read_text() in report                 # main table verbatim
-    assert "| collab | 0.0 ± 0.0† |" in report
+    assert "| expert_math | **100.0** ± 0.0‡ |" in report                         # one run, CI over ids
+    assert "Holm-corrected across the 12 comparisons" in report
+    assert "## Provenance\n\nNot recorded" in report                              # meta.json of an older sweep
     for link in re.findall(r"\]\(((?:plots|tables)/[^)]+)\)", report):
         assert (rendered / link).is_file(), link
     assert {f"plots/{n}.png" for n in FIGURES} <= set(re.findall(r"\((plots/[^)]+\.png)\)", report))

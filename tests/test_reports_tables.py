@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from fr_bench.reports import tables as T
-from fr_bench.reports.schema import SweepFormatError, load_sweep, write_results
+from fr_bench.reports.schema import (ResultRow, SweepFormatError, SweepMeta, load_sweep, write_meta, write_results,
+                                   write_samples)
 from fr_bench.reports.summary import AVG, summarize
 
 SWEEP = Path(__file__).resolve().parent / "data" / "sweep_small"
@@ -20,11 +21,11 @@ MAIN_MD = """\
 |:---|:---:|:---:|:---:|:---:|
 | fusionroute | 83.3 ± 35.9 | **66.7** ± 35.9 | **75.0** ± 31.1 | **50.0** ± 0.0 |
 | no_complement | 75.0 ± 0.0 | **66.7** ± 35.9 | 70.8 ± 17.9 | 25.0 ± 0.0 |
-| collab | 0.0 ± 0.0† | **66.7** ± 35.9 | 33.3 ± 17.9† | **50.0** ± 0.0 |
-| expert_math | **100.0** ± 0.0 | 50.0 ± 0.0 | **75.0** ± 0.0 | 25.0 ± 0.0 |
+| collab | 0.0 ± 0.0 | **66.7** ± 35.9 | 33.3 ± 17.9 | **50.0** ± 0.0 |
+| expert_math | **100.0** ± 0.0‡ | 50.0 ± 50.0‡ | **75.0** ± 25.0‡ | 25.0 ± 37.5‡ |
 """
 
-MAIN_TEX = r"""% fr_bench sweep 'small'. Scores x100, mean +/- half-width of the 95% t-interval over 3 seeds. Avg = mean of micro_math, micro_code. Bold: best in column. dagger: the paired bootstrap 95% CI of the difference to fusionroute (over sample ids, 20000 resamples) excludes 0.
+MAIN_TEX = r"""% fr_bench sweep 'small'. Scores x100, mean +/- half-width of the 95% t-interval over 3 seeds; double dagger: the method does not depend on the seed, one run with a 95% bootstrap CI over sample ids. Avg = mean of micro_math, micro_code. Bold: best in column. dagger: different from fusionroute at the 5% level: a t-test over seeds (training variance) and the paired bootstrap over sample ids (benchmark sampling) both reject, Holm-corrected over the table's 12 comparisons.
 \begin{tabular}{lcccc}
 \toprule
  & \multicolumn{1}{c}{Math} & \multicolumn{1}{c}{Code} &  & \multicolumn{1}{c}{General} \\
@@ -35,31 +36,31 @@ fusionroute & 83.3$\pm$35.9 & \textbf{66.7}$\pm$35.9 & \textbf{75.0}$\pm$31.1 & 
 \midrule
 no\_complement & 75.0$\pm$0.0 & \textbf{66.7}$\pm$35.9 & 70.8$\pm$17.9 & 25.0$\pm$0.0 \\
 \midrule
-collab & 0.0$\pm$0.0$^{\dagger}$ & \textbf{66.7}$\pm$35.9 & 33.3$\pm$17.9$^{\dagger}$ & \textbf{50.0}$\pm$0.0 \\
+collab & 0.0$\pm$0.0 & \textbf{66.7}$\pm$35.9 & 33.3$\pm$17.9 & \textbf{50.0}$\pm$0.0 \\
 \midrule
-expert\_math & \textbf{100.0}$\pm$0.0 & 50.0$\pm$0.0 & \textbf{75.0}$\pm$0.0 & 25.0$\pm$0.0 \\
+expert\_math & \textbf{100.0}$\pm$0.0$^{\ddagger}$ & 50.0$\pm$50.0$^{\ddagger}$ & \textbf{75.0}$\pm$25.0$^{\ddagger}$ & 25.0$\pm$37.5$^{\ddagger}$ \\
 \bottomrule
 \end{tabular}
 """
 
 MAIN_CSV = """\
-method,method_group,benchmark,domain,mean,ci_low,ci_high,ci_kind,n,diff_vs_reference,diff_low,diff_high,significant
-fusionroute,fusionroute,micro_math,math,0.833333,0.474779,1.191888,t,3,,,,
-fusionroute,fusionroute,micro_code,code,0.666667,0.308112,1.025221,t,3,,,,
-fusionroute,fusionroute,Avg,,0.750000,0.439483,1.060517,t,3,,,,
-fusionroute,fusionroute,micro_general,general,0.500000,0.500000,0.500000,t,3,,,,
-no_complement,ablation,micro_math,math,0.750000,0.750000,0.750000,t,3,-0.083333,-0.250000,0.000000,False
-no_complement,ablation,micro_code,code,0.666667,0.308112,1.025221,t,3,0.000000,0.000000,0.000000,False
-no_complement,ablation,Avg,,0.708333,0.529056,0.887611,t,3,-0.041667,-0.125000,0.000000,False
-no_complement,ablation,micro_general,general,0.250000,0.250000,0.250000,t,3,-0.250000,-0.750000,0.000000,False
-collab,baseline,micro_math,math,0.000000,0.000000,0.000000,t,3,-0.833333,-1.000000,-0.500000,True
-collab,baseline,micro_code,code,0.666667,0.308112,1.025221,t,3,0.000000,0.000000,0.000000,False
-collab,baseline,Avg,,0.333333,0.154056,0.512611,t,3,-0.416667,-0.500000,-0.250000,True
-collab,baseline,micro_general,general,0.500000,0.500000,0.500000,t,3,0.000000,0.000000,0.000000,False
-expert_math,expert,micro_math,math,1.000000,1.000000,1.000000,t,3,0.166667,0.000000,0.500000,False
-expert_math,expert,micro_code,code,0.500000,0.500000,0.500000,t,3,-0.166667,-0.500000,0.000000,False
-expert_math,expert,Avg,,0.750000,0.750000,0.750000,t,3,0.000000,-0.166667,0.166667,False
-expert_math,expert,micro_general,general,0.250000,0.250000,0.250000,t,3,-0.250000,-0.750000,0.000000,False
+method,method_group,benchmark,domain,mean,ci_low,ci_high,ci_kind,n,diff_vs_reference,diff_low,diff_high,p_ids,p_seeds,seed_test,p,p_holm,significant,one_run
+fusionroute,fusionroute,micro_math,math,0.833333,0.474779,1.191888,t,3,,,,,,,,,,False
+fusionroute,fusionroute,micro_code,code,0.666667,0.308112,1.025221,t,3,,,,,,,,,,False
+fusionroute,fusionroute,Avg,,0.750000,0.439483,1.060517,t,3,,,,,,,,,,False
+fusionroute,fusionroute,micro_general,general,0.500000,0.500000,0.500000,t,3,,,,,,,,,,False
+no_complement,ablation,micro_math,math,0.750000,0.750000,0.750000,t,3,-0.083333,-0.250000,0.000000,0.249238,0.422650,paired,0.422650,1.000000,False,False
+no_complement,ablation,micro_code,code,0.666667,0.308112,1.025221,t,3,0.000000,0.000000,0.000000,1.000000,1.000000,paired,1.000000,1.000000,False,False
+no_complement,ablation,Avg,,0.708333,0.529056,0.887611,t,3,-0.041667,-0.125000,0.000000,0.249238,0.422650,paired,0.422650,1.000000,False,False
+no_complement,ablation,micro_general,general,0.250000,0.250000,0.250000,t,3,-0.250000,-0.750000,0.000000,0.248917,0.000000,paired,0.248917,1.000000,False,False
+collab,baseline,micro_math,math,0.000000,0.000000,0.000000,t,3,-0.833333,-1.000000,-0.500000,0.000000,0.009852,paired,0.009852,0.118229,False,False
+collab,baseline,micro_code,code,0.666667,0.308112,1.025221,t,3,0.000000,0.000000,0.000000,1.000000,1.000000,paired,1.000000,1.000000,False,False
+collab,baseline,Avg,,0.333333,0.154056,0.512611,t,3,-0.416667,-0.500000,-0.250000,0.000000,0.009852,paired,0.009852,0.118229,False,False
+collab,baseline,micro_general,general,0.500000,0.500000,0.500000,t,3,0.000000,0.000000,0.000000,1.000000,1.000000,paired,1.000000,1.000000,False,False
+expert_math,expert,micro_math,math,1.000000,1.000000,1.000000,bootstrap,4,0.166667,0.000000,0.500000,0.244932,0.183503,one-sample,0.244932,1.000000,False,True
+expert_math,expert,micro_code,code,0.500000,0.000000,1.000000,bootstrap,4,-0.166667,-0.500000,0.000000,0.245598,0.183503,one-sample,0.245598,1.000000,False,True
+expert_math,expert,Avg,,0.750000,0.500000,1.000000,bootstrap,8,0.000000,-0.166667,0.166667,1.000000,1.000000,one-sample,1.000000,1.000000,False,True
+expert_math,expert,micro_general,general,0.250000,0.000000,0.750000,bootstrap,4,-0.250000,-0.750000,0.000000,0.255212,0.000000,one-sample,0.255212,1.000000,False,True
 """
 
 METRICS_MATH_MD = """\
@@ -211,3 +212,39 @@ def test_schema_errors_name_the_problem(tmp_path: Path) -> None:
         load_sweep(root)
     with pytest.raises(SweepFormatError, match="not a finished sweep"):
         load_sweep(tmp_path / "nowhere")
+
+
+def _seeded_sweep(root: Path, correct: dict[str, list[list[int]]]) -> Path:
+    """correct[method][seed] = per-sample 0/1 over ids s0..; one task (micro_math), reference fusionroute."""
+    rows = []
+    for method, per_seed in correct.items():
+        for seed, values in enumerate(per_seed):
+            write_samples(root, method, "micro_math", seed, [
+                {"id": f"s{i}", "prompt": "p", "output": "o", "extracted": None, "gold": None, "correct": bool(v),
+                 "metrics": {"acc": float(v)}, "expert_choices": None, "tokens": None, "cost_tokens": 1}
+                for i, v in enumerate(values)])
+            rows.append(ResultRow(sweep="s", method=method, task="micro_math", domain="math", seed=seed,
+                                  n=len(values), primary_metric="acc", primary=sum(values) / len(values),
+                                  metrics={"acc": sum(values) / len(values)}, cost_tokens=len(values), wall_s=0.1,
+                                  method_group="fusionroute" if method == "fusionroute" else "baseline"))
+    write_results(root, rows)
+    write_meta(root, SweepMeta(sweep="s", expert_names=[], reference_method="fusionroute", methods=list(correct),
+                               tasks=["micro_math"], seeds=[0, 1, 2], created="2026-01-01T00:00:00"))
+    return root
+
+
+def test_dagger_needs_seeds_and_ids_to_agree(tmp_path: Path) -> None:
+    """`worse` loses 20 of 60 ids under every seed: †. `lucky_ids` differs from the reference on its ids as much
+    in total, but in opposite directions from seed to seed (training noise): the id bootstrap alone would mark it,
+    the seed test does not."""
+    ref = [[1] * 40 + [0] * 20] * 3
+    worse = [[1] * 20 + [0] * 40] * 3
+    lucky = [[1] * 60, [1] * 20 + [0] * 40, [1] * 60]
+    s = summarize(load_sweep(_seeded_sweep(tmp_path / "s", {"fusionroute": ref, "worse": worse,
+                                                          "lucky_ids": lucky})), n_resamples=2000)
+    w, lk = s.scores[("worse", "micro_math")], s.scores[("lucky_ids", "micro_math")]
+    assert w.significant and w.test.seeds.kind == "paired" and w.test.p_adjusted <= 4 * w.test.p
+    assert not lk.significant and lk.test.p_ids < 0.05 < lk.test.seeds.p
+    md = T.main_table_markdown(s)
+    assert "| worse | 33.3 ± 0.0† |" in md and "| lucky_ids | **77.8** ± 95.6 |" in md
+    assert s.n_comparisons == 4  # two methods x (micro_math, Avg)

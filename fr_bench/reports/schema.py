@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING as MISSING_FIELD, asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -50,6 +50,7 @@ class ResultRow:
     cost_tokens: int     # tokens run through any model forward, summed over the n samples
     wall_s: float
     method_group: str | None = None  # one of METHOD_GROUPS
+    seeded: bool = True  # False: the run does not depend on the seed (one run, repeated under every seed)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str) -> "ResultRow":
@@ -71,12 +72,15 @@ class ResultRow:
         metrics = {str(k): float(v) for k, v in obj["metrics"].items()}
         return cls(sweep=obj["sweep"], method=obj["method"], task=obj["task"], domain=obj["domain"],
                    seed=obj["seed"], n=obj["n"], primary_metric=obj["primary_metric"], primary=float(obj["primary"]),
-                   metrics=metrics, cost_tokens=obj["cost_tokens"], wall_s=float(obj["wall_s"]), method_group=group)
+                   metrics=metrics, cost_tokens=obj["cost_tokens"], wall_s=float(obj["wall_s"]), method_group=group,
+                   seeded=bool(obj.get("seeded", True)))
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         if out["method_group"] is None:
             del out["method_group"]
+        if out["seeded"]:
+            del out["seeded"]
         return out
 
 
@@ -89,14 +93,19 @@ class SweepMeta:
     tasks: list[str]     # config order
     seeds: list[int]
     created: str         # ISO time
+    # Where the numbers came from: git commit, package versions, torch threads, CPU/GPU model (`fr_bench.provenance`);
+    # a table that differs between two machines can be traced to what differs here.
+    provenance: dict[str, Any] = field(default_factory=dict)
+    method_notes: dict[str, str] = field(default_factory=dict)   # method -> note printed under the main table
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str) -> "SweepMeta":
-        missing = [k for k in cls.__dataclass_fields__ if k not in obj]
+        required = [k for k, f in cls.__dataclass_fields__.items()
+                    if f.default is MISSING_FIELD and f.default_factory is MISSING_FIELD]
+        missing = [k for k in required if k not in obj]
         if missing:
-            raise SweepFormatError(f"{where}: field(s) {missing} missing; meta.json needs "
-                                   f"{list(cls.__dataclass_fields__)}.")
-        return cls(**{k: obj[k] for k in cls.__dataclass_fields__})
+            raise SweepFormatError(f"{where}: field(s) {missing} missing; meta.json needs {required}.")
+        return cls(**{k: obj[k] for k in cls.__dataclass_fields__ if k in obj})
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,6 +227,20 @@ class Sweep:
     def rows(self, method: str, task: str) -> list[ResultRow]:
         """The method's rows on the task, sorted by seed."""
         return sorted((r for r in self.results if r.method == method and r.task == task), key=lambda r: r.seed)
+
+    def runs(self, method: str, task: str) -> list[ResultRow]:
+        """The method's independent runs on the task: every seed's row, or the first row alone when the method does
+        not depend on the seed (its rows repeat one run)."""
+        rows = self.rows(method, task)
+        return rows[:1] if rows and not any(r.seeded for r in rows) else rows
+
+    def run_values(self, method: str, task: str) -> dict[tuple[int, str], float] | None:
+        """`sample_values` over `runs` only."""
+        values = self.sample_values(method, task)
+        if values is None:
+            return None
+        seeds = {r.seed for r in self.runs(method, task)}
+        return {k: v for k, v in values.items() if k[0] in seeds}
 
     def samples(self, method: str, task: str, seed: int) -> list[dict[str, Any]] | None:
         """Per-sample rows of one run, or None when the sweep did not write them."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -210,3 +210,166 @@ def average_paired(diffs: Sequence[PairedDiff]) -> PairedDiff:
                       mean_b=float(np.mean([d.mean_b for d in diffs])),
                       n_ids=sum(d.n_ids for d in diffs), n_pairs=sum(d.n_pairs for d in diffs),
                       confidence=confidence, resampled=resampled)
+
+
+# --- Significance: training variance (seeds) and benchmark sampling (ids) together -------------------------------
+
+def t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with integer df."""
+    if math.isinf(t):
+        return 0.0
+    return max(0.0, 1.0 - _t_two_sided_mass(abs(t), df))
+
+
+def normal_two_sided_p(z: float) -> float:
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def bootstrap_p(d: PairedDiff) -> float:
+    """Two-sided p-value of a paired-bootstrap difference: a Wald test with the bootstrap standard error.
+
+    A percentile p-value resolves no finer than 2 / n_resamples, too coarse for a Holm correction over a whole
+    table; the bootstrap SE keeps the resampling's pairing and clustering and gives a continuous p."""
+    se = float(np.std(d.resampled, ddof=1)) if d.resampled.size > 1 else 0.0
+    if se == 0.0:
+        return 1.0 if d.diff == 0 else 0.0
+    return normal_two_sided_p(d.diff / se)
+
+
+@dataclass(frozen=True)
+class SeedTest:
+    """A t-test over per-seed scores: paired on seeds within one sweep, Welch's unpaired test across two sweeps."""
+
+    diff: float          # mean over seeds of b - a
+    t: float
+    df: float
+    p: float
+    n_a: int
+    n_b: int
+    kind: str            # "paired" | "welch" | "one-sample" (one side is a single run) | "none" (too few seeds)
+
+
+def _t_test(diff: float, se: float, df: float) -> tuple[float, float]:
+    if se == 0.0:
+        return (math.inf if diff else 0.0), (0.0 if diff else 1.0)
+    t = float(diff / se)
+    return t, float(t_two_sided_p_real(t, float(df)))
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b), by its continued fraction (modified Lentz)."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    f, c, d = 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(1.0 - c * d) < 1e-15:
+            break
+    return front * (f - 1.0)
+
+
+def t_two_sided_p_real(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with a real df (Welch's): I_{df/(df+t^2)}(df/2, 1/2)."""
+    if math.isinf(t):
+        return 0.0
+    return _betainc(df / 2, 0.5, df / (df + t * t))
+
+
+def seed_paired_test(a: Mapping[int, float], b: Mapping[int, float]) -> SeedTest:
+    """Paired t-test of b - a over the seeds both have (within one sweep, seed s of two methods shares the world and
+    the trained artifacts it was built from). A side with one run (a seed-independent method) is held constant:
+    the test is then a one-sample test of the other side's seeds."""
+    if len(a) == 1 or len(b) == 1:
+        const, many, sign = (a, b, 1.0) if len(a) == 1 else (b, a, -1.0)
+        c = next(iter(const.values()))
+        d = np.array([sign * (v - c) for v in many.values()])
+        kind = "one-sample"
+    else:
+        seeds = sorted(set(a) & set(b))
+        d = np.array([b[s] - a[s] for s in seeds])
+        kind = "paired"
+    if d.size < 2:
+        return SeedTest(float(d.mean()) if d.size else math.nan, math.nan, 0, 1.0, len(a), len(b), "none")
+    t, p = _t_test(float(d.mean()), float(d.std(ddof=1)) / math.sqrt(d.size), d.size - 1)
+    return SeedTest(float(d.mean()), t, d.size - 1, p, len(a), len(b), kind)
+
+
+def welch_test(a: Sequence[float], b: Sequence[float]) -> SeedTest:
+    """Welch's t-test of mean(b) - mean(a) over per-seed scores of two independent sweeps (their seed numbers may
+    coincide, but the trained models are independent draws). A one-run side is held constant."""
+    xa, xb = np.asarray(a, float), np.asarray(b, float)
+    diff = float(xb.mean() - xa.mean())
+    va = xa.var(ddof=1) / xa.size if xa.size > 1 else 0.0
+    vb = xb.var(ddof=1) / xb.size if xb.size > 1 else 0.0
+    if xa.size < 2 and xb.size < 2:
+        return SeedTest(diff, math.nan, 0, 1.0, xa.size, xb.size, "none")
+    se = math.sqrt(va + vb)
+    if xa.size < 2 or xb.size < 2:
+        df: float = (xb.size if xa.size < 2 else xa.size) - 1
+        kind = "one-sample"
+    else:
+        denom = (va ** 2 / (xa.size - 1) if va else 0.0) + (vb ** 2 / (xb.size - 1) if vb else 0.0)
+        df = (va + vb) ** 2 / denom if denom else float(xa.size + xb.size - 2)
+        kind = "welch"
+    t, p = _t_test(diff, se, df)
+    return SeedTest(diff, t, float(df), p, int(xa.size), int(xb.size), kind)
+
+
+@dataclass(frozen=True)
+class Significance:
+    """Is b different from a? Both sources of variance must agree (an intersection-union test, level alpha):
+
+    - training: a t-test over seeds (`seeds`), which sees how much retraining moves the score;
+    - benchmark sampling: the paired bootstrap over sample ids (`ids`), which sees which samples were drawn.
+
+    p = max(p_seeds, p_ids); with fewer than two runs on both sides only the id test is possible. `p_adjusted` is
+    set by `holm` across a family of comparisons; `significant` uses it when set."""
+
+    ids: PairedDiff
+    seeds: SeedTest | None
+    p_ids: float
+    p: float
+    alpha: float
+    p_adjusted: float | None = None
+
+    @property
+    def significant(self) -> bool:
+        return (self.p if self.p_adjusted is None else self.p_adjusted) < self.alpha
+
+    @property
+    def seed_level(self) -> bool:
+        """The test saw training variance (a t-test over seeds entered p)."""
+        return self.seeds is not None and self.seeds.kind != "none"
+
+
+def significance(ids: PairedDiff, seeds: SeedTest | None, alpha: float = 0.05) -> Significance:
+    p_ids = bootstrap_p(ids)
+    p = max(p_ids, seeds.p) if seeds is not None and seeds.kind != "none" else p_ids
+    return Significance(ids, seeds, float(p_ids), float(p), alpha)
+
+
+def holm(pvalues: Mapping[Any, float]) -> dict[Any, float]:
+    """Holm's step-down adjusted p-values (family-wise error control for any dependence between the tests)."""
+    order = sorted(pvalues, key=lambda k: pvalues[k])
+    m = len(order)
+    adjusted: dict[Any, float] = {}
+    running = 0.0
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (m - i) * float(pvalues[key])))
+        adjusted[key] = running
+    return adjusted

@@ -3,6 +3,7 @@ method, secondary metrics, expert-selection shares and decode cost. Tables and p
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -10,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .schema import Sweep, sample_value
-from .stats import (Interval, PairedDiff, average_paired, bootstrap_means, paired_bootstrap, percentile_bounds,
-                    t_interval)
+from .stats import (Interval, PairedDiff, Significance, average_paired, bootstrap_means, holm, paired_bootstrap,
+                    percentile_bounds, seed_paired_test, significance, t_interval)
 
 # Keys the scorers' aggregates carry that count samples, not score them (`fr_bench.scoring.metrics`: `n`, and
 # `samples` for pass@k); the result row's own `n` reports the count. Metric tables list scores only.
@@ -22,15 +23,18 @@ AVG = "Avg"
 
 @dataclass(frozen=True)
 class Score:
-    """One table cell: the method's score (mean over seeds) with its CI, and its paired difference to the
-    reference method (None for the reference itself or when samples are missing)."""
+    """One table cell: the method's score (mean over its runs) with its CI, its paired difference to the reference
+    method and the test of that difference (None for the reference itself or when samples are missing).
+    `one_run`: the method does not depend on the seed, so the cell is one run with a bootstrap CI over ids."""
 
     interval: Interval
     vs_reference: PairedDiff | None = None
+    test: Significance | None = None
+    one_run: bool = False
 
     @property
     def significant(self) -> bool:
-        return self.vs_reference is not None and self.vs_reference.significant
+        return self.test is not None and self.test.significant
 
 
 @dataclass
@@ -56,6 +60,7 @@ class SweepSummary:
     confidence: float
     n_resamples: int
     scores: dict[tuple[str, str], Score]   # (method, task or AVG) -> cell
+    n_comparisons: int                     # the Holm family: every tested cell of the main table
     metric_names: dict[str, list[str]]     # task -> metrics, primary first
     metric_scores: dict[tuple[str, str, str], Interval]  # (method, task, metric)
     routing: dict[tuple[str, str], RoutingShare] = field(default_factory=dict)
@@ -102,58 +107,73 @@ def _seed_interval(values: list[float], confidence: float) -> Interval:
 def summarize(sweep: Sweep, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> SweepSummary:
     """Compute every number the report shows.
 
-    Cell CI: t-interval over seeds when a cell has >= 2 seeds, else a percentile bootstrap over the samples of its
-    one seed (if the samples file exists; else no CI). Avg: per-seed average over the non-general benchmarks, then
-    the same rule (one seed: the mean of independent per-benchmark bootstrap means). Differences to the reference:
-    paired bootstrap over sample ids (stats.paired_bootstrap); Avg difference: stratified by benchmark.
+    Cell CI: t-interval over seeds when a cell has >= 2 runs, else a percentile bootstrap over the samples of its
+    one run (a single seed, or a method that does not depend on the seed). Avg: per-seed average over the
+    non-general benchmarks, then the same rule (one run: the mean of independent per-benchmark bootstrap means).
+    Differences to the reference: the paired bootstrap over sample ids (stats.paired_bootstrap; Avg: stratified by
+    benchmark) for the CI, and `stats.significance` for the † test: a seed-level t-test and the id bootstrap must
+    both reject, Holm-corrected across every tested cell of the main table.
     """
     methods, tasks, domains = sweep.method_order(), sweep.task_order(), sweep.task_domains()
     avg_tasks = [t for t in tasks if domains[t] != "general"]
     ref = sweep.reference
+    alpha = 1 - confidence
     scores: dict[tuple[str, str], Score] = {}
     boot_means: dict[tuple[str, str], np.ndarray] = {}
     diffs: dict[tuple[str, str], PairedDiff] = {}
+    per_seed: dict[tuple[str, str], dict[int, float]] = {}   # (method, task) -> {seed: primary} over its runs
 
     for task in tasks:
-        ref_values = sweep.sample_values(ref, task) if sweep.rows(ref, task) else None
+        ref_values = sweep.run_values(ref, task) if sweep.rows(ref, task) else None
         for method in methods:
-            rows = sweep.rows(method, task)
-            if not rows:
+            runs = sweep.runs(method, task)
+            if not runs:
                 continue
-            values = sweep.sample_values(method, task)
-            interval = _seed_interval([r.primary for r in rows], confidence)
-            if len(rows) == 1 and values:
+            one_run = len(runs) < len(sweep.rows(method, task))
+            per_seed[(method, task)] = {r.seed: r.primary for r in runs}
+            values = sweep.run_values(method, task)
+            interval = _seed_interval([r.primary for r in runs], confidence)
+            if len(runs) == 1 and values:
                 dist = bootstrap_means(list(values.values()), n_resamples, _rng_seed(seed, method, task))
                 boot_means[(method, task)] = dist
                 low, high = percentile_bounds(dist, confidence)
-                interval = Interval(rows[0].primary, low, high, "bootstrap", len(values))
-            diff = None
+                interval = Interval(runs[0].primary, low, high, "bootstrap", len(values))
+            diff = test = None
             if method != ref and values and ref_values:
+                paired = bool(set(values) & set(ref_values)) and len(runs) > 1
                 diff = paired_bootstrap(ref_values, values, n_resamples, _rng_seed(seed, method, task, "paired"),
-                                        confidence)
+                                        confidence, pair_on_seed=paired)
                 diffs[(method, task)] = diff
-            scores[(method, task)] = Score(interval, diff)
+                test = significance(diff, seed_paired_test(per_seed[(ref, task)], per_seed[(method, task)]), alpha)
+            scores[(method, task)] = Score(interval, diff, test, one_run)
 
     for method in methods:
         if not avg_tasks or any((method, t) not in scores for t in avg_tasks):
             continue
-        per_seed: dict[int, list[float]] = {}
-        for t in avg_tasks:
-            for r in sweep.rows(method, t):
-                per_seed.setdefault(r.seed, []).append(r.primary)
-        complete = [float(np.mean(v)) for v in per_seed.values() if len(v) == len(avg_tasks)]
+        seeds_of = [per_seed[(method, t)] for t in avg_tasks]
+        complete = {s: float(np.mean([d[s] for d in seeds_of])) for s in seeds_of[0] if all(s in d for d in seeds_of)}
         mean = float(np.mean([scores[(method, t)].interval.mean for t in avg_tasks]))
+        one_run = all(scores[(method, t)].one_run for t in avg_tasks)
         if len(complete) >= 2:
-            interval = t_interval(complete, confidence)
+            interval = t_interval(list(complete.values()), confidence)
             interval = Interval(mean, mean - interval.half_width, mean + interval.half_width, "t", interval.n)
         elif all((method, t) in boot_means for t in avg_tasks):
             low, high = percentile_bounds(np.mean([boot_means[(method, t)] for t in avg_tasks], axis=0), confidence)
             interval = Interval(mean, low, high, "bootstrap", sum(scores[(method, t)].interval.n for t in avg_tasks))
         else:
             interval = Interval(mean, math.nan, math.nan, "none", len(complete))
+        per_seed[(method, AVG)] = complete
         task_diffs = [diffs.get((method, t)) for t in avg_tasks]
-        avg_diff = average_paired(task_diffs) if all(d is not None for d in task_diffs) else None  # type: ignore
-        scores[(method, AVG)] = Score(interval, avg_diff)
+        avg_diff = test = None
+        if all(d is not None for d in task_diffs):
+            avg_diff = average_paired(task_diffs)  # type: ignore[arg-type]
+            test = significance(avg_diff, seed_paired_test(per_seed.get((ref, AVG), {}), complete), alpha)
+        scores[(method, AVG)] = Score(interval, avg_diff, test, one_run)
+
+    family = {k: sc.test.p for k, sc in scores.items() if sc.test is not None}
+    for k, p_adj in holm(family).items():
+        sc = scores[k]
+        scores[k] = dataclasses.replace(sc, test=dataclasses.replace(sc.test, p_adjusted=p_adj))
 
     metric_names: dict[str, list[str]] = {}
     metric_scores: dict[tuple[str, str, str], Interval] = {}
@@ -163,7 +183,7 @@ def summarize(sweep: Sweep, confidence: float = 0.95, n_resamples: int = 2000, s
                                    - {primary} - COUNT_KEYS)
         metric_names[task] = names
         for method in methods:
-            rows = sweep.rows(method, task)
+            rows = sweep.runs(method, task)
             for metric in names:
                 vals = [r.metrics.get(metric, r.primary if metric == primary else math.nan) for r in rows]
                 if not rows or any(math.isnan(v) for v in vals):
@@ -180,7 +200,7 @@ def summarize(sweep: Sweep, confidence: float = 0.95, n_resamples: int = 2000, s
 
     summary = SweepSummary(sweep=sweep, methods=methods, groups=sweep.method_groups(), tasks=tasks, domains=domains,
                            avg_tasks=avg_tasks, confidence=confidence, n_resamples=n_resamples, scores=scores,
-                           metric_names=metric_names, metric_scores=metric_scores)
+                           n_comparisons=len(family), metric_names=metric_names, metric_scores=metric_scores)
     summary.routing = routing_shares(sweep, methods, tasks)
     for method in methods:
         rows = [r for r in sweep.results if r.method == method]

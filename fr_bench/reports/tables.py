@@ -22,6 +22,7 @@ BENCHMARK_LABELS = {"gsm8k": "GSM8K", "math500": "MATH500", "mbpp": "MBPP", "hum
                     "ifeval": "IFEval"}
 DOMAIN_LABELS = {"math": "Math", "code": "Code", "if": "IF", "general": "General"}
 MARKER_MD, MARKER_TEX = "†", r"$^{\dagger}$"
+ONE_RUN_MD, ONE_RUN_TEX = "‡", r"$^{\ddagger}$"
 MISSING_MD, MISSING_TEX = "–", "--"
 
 
@@ -57,6 +58,7 @@ class Cell:
     ci: str | None = None
     bold: bool = False
     marker: bool = False
+    one_run: bool = False
 
     def markdown(self) -> str:
         if self.value is None:
@@ -64,7 +66,7 @@ class Cell:
         text = f"**{self.value}**" if self.bold else self.value
         if self.ci is not None:
             text += f" ± {self.ci}"
-        return text + (MARKER_MD if self.marker else "")
+        return text + (ONE_RUN_MD if self.one_run else "") + (MARKER_MD if self.marker else "")
 
     def latex(self) -> str:
         if self.value is None:
@@ -72,7 +74,7 @@ class Cell:
         text = rf"\textbf{{{self.value}}}" if self.bold else self.value
         if self.ci is not None:
             text += rf"$\pm${self.ci}"
-        return text + (MARKER_TEX if self.marker else "")
+        return text + (ONE_RUN_TEX if self.one_run else "") + (MARKER_TEX if self.marker else "")
 
 
 @dataclass
@@ -156,7 +158,8 @@ def main_grid(summary: SweepSummary) -> Grid:
                 row.append(Cell(None))
                 continue
             iv = score.interval
-            row.append(Cell(pct(iv.mean), _ci_text(iv.low, iv.high), bold=m in best[c], marker=score.significant))
+            row.append(Cell(pct(iv.mean), _ci_text(iv.low, iv.high), bold=m in best[c], marker=score.significant,
+                            one_run=score.one_run))
         rows.append(row)
     header_groups: list[tuple[str, int]] = []
     for c in columns:
@@ -171,12 +174,18 @@ def main_grid(summary: SweepSummary) -> Grid:
 
 def main_caption(summary: SweepSummary) -> str:
     seeds = summary.n_seeds
-    ci = (f"{int(100 * summary.confidence)}% t-interval over {seeds} seeds" if seeds > 1 else
-          f"{int(100 * summary.confidence)}% percentile bootstrap over samples ({summary.n_resamples} resamples)")
+    level = int(100 * summary.confidence)
+    ci = (f"{level}% t-interval over {seeds} seeds" if seeds > 1 else
+          f"{level}% percentile bootstrap over samples ({summary.n_resamples} resamples)")
     avg = ", ".join(benchmark_label(t) for t in summary.avg_tasks)
-    return (f"Scores x100, mean ± half-width of the {ci}. Avg = mean of {avg}. Bold: best in column. "
-            f"†: the paired bootstrap {int(100 * summary.confidence)}% CI of the difference to {summary.reference} "
-            f"(over sample ids, {summary.n_resamples} resamples) excludes 0.")
+    one_run = any(sc.one_run for sc in summary.scores.values())
+    test = ("a t-test over seeds (training variance) and the paired bootstrap over sample ids (benchmark sampling) "
+            "both reject" if seeds > 1 else "the paired bootstrap over sample ids rejects")
+    return (f"Scores x100, mean ± half-width of the {ci}"
+            + (f"; ‡: the method does not depend on the seed, one run with a {level}% bootstrap CI over sample ids"
+               if one_run else "")
+            + f". Avg = mean of {avg}. Bold: best in column. †: different from {summary.reference} at the "
+            f"{100 - level}% level: {test}, Holm-corrected over the table's {summary.n_comparisons} comparisons.")
 
 
 def main_table_markdown(summary: SweepSummary) -> str:
@@ -184,23 +193,29 @@ def main_table_markdown(summary: SweepSummary) -> str:
 
 
 def main_table_latex(summary: SweepSummary) -> str:
-    caption = main_caption(summary).replace("±", "+/-").replace("†", "dagger")  # keep the .tex file ASCII
+    caption = (main_caption(summary).replace("±", "+/-").replace("†", "dagger")
+               .replace("‡", "double dagger"))  # keep the .tex file ASCII
     return main_grid(summary).to_latex(comment=f"fr_bench sweep '{summary.sweep.name}'. {caption}")
 
 
 def main_table_csv(summary: SweepSummary) -> str:
     header = ["method", "method_group", "benchmark", "domain", "mean", "ci_low", "ci_high", "ci_kind", "n",
-              "diff_vs_reference", "diff_low", "diff_high", "significant"]
+              "diff_vs_reference", "diff_low", "diff_high", "p_ids", "p_seeds", "seed_test", "p", "p_holm",
+              "significant", "one_run"]
     rows = []
     for m in summary.methods:
         for c in summary.columns():
             score = summary.scores.get((m, c))
             if score is None:
                 continue
-            iv, d = score.interval, score.vs_reference
+            iv, d, t = score.interval, score.vs_reference, score.test
+            seeds = t.seeds if t is not None and t.seed_level else None
             rows.append([m, summary.groups.get(m), c, "" if c == AVG else summary.domains[c], _num(iv.mean),
                          _num(iv.low), _num(iv.high), iv.kind, iv.n, _num(d.diff) if d else None,
-                         _num(d.low) if d else None, _num(d.high) if d else None, d.significant if d else None])
+                         _num(d.low) if d else None, _num(d.high) if d else None,
+                         _num(t.p_ids) if t else None, _num(seeds.p) if seeds else None,
+                         seeds.kind if seeds else None, _num(t.p) if t else None,
+                         _num(t.p_adjusted) if t else None, t.significant if t else None, score.one_run])
     return _csv(header, rows)
 
 

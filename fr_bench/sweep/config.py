@@ -18,6 +18,7 @@ class MethodEntry:
     # with {merge_task_arithmetic: {lam: 0.4}}); an override makes a separate artifact, and everything downstream of
     # it is rebuilt for this method only.
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    note: str = ""                      # printed under the report's main table (e.g. "fr_bench's variant, not the paper's")
 
 
 @dataclass

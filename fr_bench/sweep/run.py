@@ -109,6 +109,7 @@ def make_jobs(plan: Plan, world: World, cfg: SweepConfig, force: bool) -> list[t
 
 def assemble(plan: Plan, world: World, cfg: SweepConfig, out_dir: Path) -> Path:
     """Write results.jsonl, samples/, lm-eval-style results.json, config.yaml and meta.json from finished cells."""
+    from .. import provenance
     from ..reports.schema import ResultRow, SweepMeta, write_meta, write_results, write_samples
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +120,8 @@ def assemble(plan: Plan, world: World, cfg: SweepConfig, out_dir: Path) -> Path:
             continue
         result, samples = read_cell(cell.key)
         rows.append(ResultRow.from_json({**result, "sweep": cfg.name, "method": cell.method, "seed": cell.seed,
-                                         "method_group": cell.entry.group}, f"cell {cell.label}"))
+                                         "method_group": cell.entry.group, "seeded": cell.seeded},
+                                        f"cell {cell.label}"))
         write_samples(out_dir, cell.method, cell.task, cell.seed, samples)
         lm_eval.setdefault(cell.method, {}).setdefault(cell.task, {})[f"seed{cell.seed}"] = {
             **{f"{k},none": v for k, v in result["metrics"].items()}, "alias": cell.task, "n": result["n"]}
@@ -130,7 +132,9 @@ def assemble(plan: Plan, world: World, cfg: SweepConfig, out_dir: Path) -> Path:
     write_meta(out_dir, SweepMeta(sweep=cfg.name, expert_names=world.expert_names,
                                   reference_method=cfg.reference_method, methods=list(cfg.methods),
                                   tasks=list(world.tasks), seeds=list(cfg.seeds),
-                                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")))
+                                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                  provenance=provenance.collect(cfg.threads),
+                                  method_notes={m: e.note for m, e in cfg.methods.items() if e.note}))
     return out_dir
 
 

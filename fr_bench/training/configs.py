@@ -110,7 +110,8 @@ class PairsConfig:
 class CDPOConfig:
     """Stage 2: complemented DPO on preference pairs, mixed 1:mix_ratio with SFT samples under one optimizer."""
 
-    form: str = "combined"                # combined (issue text) | paper (router DPO + expert bias); docs/training.md
+    form: str = "paper"                   # paper: router-LM DPO + stop-gradient expert bias (the paper's CDPO) |
+    #                                       combined: DPO of log_softmax(z_e + z_r), fr_bench's variant; docs/training.md
     beta: float = 0.1                     # paper: 0.1
     lr: float = 1e-6                      # not stated in the paper
     weight_decay: float = 0.0
