@@ -16,6 +16,7 @@ class TaskSpec:
     data: str | None = None
     limit: int | None = None
     max_new_tokens: int = 400
+    split: str = "test"       # a micro world's tasks: the split read (test | validation); explicit `data` ignores it
 
 
 @dataclass

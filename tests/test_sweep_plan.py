@@ -137,3 +137,31 @@ def test_unknown_sweep_key_and_empty_data_file(sweep_yaml, tmp_path):
     empty.write_text("")
     with pytest.raises(ConfigError, match="is empty"):
         plan_of(sweep_yaml(METHODS), [f"tasks.gsm8k.data={empty}"])
+
+
+def test_no_complement_routes_from_the_cdpo_router_unless_told_otherwise(sweep_yaml):
+    """The ablation's default router is FusionRoute's own (the row then differs from FusionRoute in the
+    complementary logits alone); `stages: [sft]` routes from the SFT router instead."""
+    plan = plan_of(sweep_yaml("""
+  fusionroute: {method: fusionroute, group: fusionroute}
+  no_comp: {method: fusionroute_no_complement, group: ablation}
+  no_comp_sft: {method: fusionroute_no_complement, group: ablation, options: {stages: [sft]}}
+"""))
+    needs = {c.method: set(c.artifacts) for c in plan.cells}
+    assert needs["no_comp"] == needs["fusionroute"] == {"router_sft", "pref_pairs", "router_cdpo"}
+    assert needs["no_comp_sft"] == {"router_sft"}
+    key = {(c.method, c.seed): c.artifacts for c in plan.cells}
+    assert key[("no_comp", 0)]["router_cdpo"] == key[("fusionroute", 0)]["router_cdpo"]  # one router, shared
+
+
+def test_eval_split_keys_cells_apart(tmp_path):
+    """Tuning on validation never reuses (or overwrites) a test cell: the split is part of the cell key."""
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nworld: {kind: micro, micro_config: experiments/micro.yaml}\n"
+                    "methods: {fusionroute: {method: fusionroute}}\n")
+    test, val = plan_of(str(path)), plan_of(str(path), ["world.eval_split=validation"])
+    assert {c.spec.split for c in val.cells} == {"validation"} and {c.spec.split for c in test.cells} == {"test"}
+    assert not {c.key for c in test.cells} & {c.key for c in val.cells}
+    assert [n.key for n in test.artifacts] == [n.key for n in val.artifacts]  # the trained router is the same
+    with pytest.raises(ConfigError, match="world.eval_split: 'dev'"):
+        plan_of(str(path), ["world.eval_split=dev"])

@@ -1,7 +1,10 @@
 """FusionRoute and its two ablations as methods: a trained router + the frozen experts, decoded by the engine.
 
 - `fusionroute`: router after SFT then CDPO, complementary logits on (the full method).
-- `fusionroute_no_complement`: same router, logits of the selected expert only (the paper's ablation).
+- `fusionroute_no_complement`: same router, logits of the selected expert only (the paper's ablation). It routes
+  with FusionRoute's own CDPO router by default, so the row differs from FusionRoute in one factor, the
+  complementary logits (CDPO freezes the head but moves the LM under it, so the two routers can pick differently);
+  `stages: [sft]` routes with the SFT router instead.
 - `fusionroute_sft_only`: router after SFT only, complementary logits on (the CDPO ablation).
 """
 from __future__ import annotations

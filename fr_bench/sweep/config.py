@@ -28,6 +28,9 @@ class WorldConfig:
     kind: str = "micro"                 # micro | checkpoints
     micro_config: str = "experiments/micro.yaml"
     micro_overrides: list[str] = field(default_factory=list)
+    # micro: the split the micro tasks are scored on. Choose settings on `validation`; only the reported sweep reads
+    # `test` (the cell keys differ, so the two never share cached results).
+    eval_split: str = "test"
     # kind: checkpoints — local folders or Hub names
     tokenizer: str | None = None
     base: str | None = None

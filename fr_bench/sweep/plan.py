@@ -5,6 +5,7 @@ seed gets a new key. Nothing here trains or decodes; `fr_bench.sweep.run` execut
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import inspect
 from dataclasses import dataclass, field
@@ -151,7 +152,7 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
             seeded = any(n.seed is not None for n in arts.values()) or float(entry.options.get("temperature", 0)) > 0
             for tname, spec in tasks.items():
                 limit = spec.limit if cfg.limit is None else min(x for x in (spec.limit, cfg.limit) if x is not None)
-                spec = TaskSpec(spec.task, spec.data, limit, spec.max_new_tokens)
+                spec = dataclasses.replace(spec, limit=limit)
                 key = config_hash("cell", __version__, world_key, entry.method, dict(entry.options), to_dict(spec),
                                   seed if seeded else None, {a: n.key for a, n in arts.items()})
                 cells.append(Cell(display, entry, tname, spec, seed, key, {a: n.key for a, n in arts.items()}, seeded))

@@ -102,7 +102,8 @@ def make_jobs(plan: Plan, world: World, cfg: SweepConfig, force: bool) -> list[t
         if all(c[0] != cell.key for c in job.cells):  # unseeded cells share one key across seeds
             resolved = world.tasks[cell.task]  # the world knows where its data lives (micro: in the cache)
             spec = TaskSpec(cell.spec.task, cell.spec.data or resolved.data, cell.spec.limit or resolved.limit,
-                            resolved.max_new_tokens if cell.spec.data is None else cell.spec.max_new_tokens)
+                            resolved.max_new_tokens if cell.spec.data is None else cell.spec.max_new_tokens,
+                            cell.spec.split)
             job.cells.append((cell.key, cell.task, spec))
     return list(groups.values())
 

@@ -10,6 +10,7 @@ from ..world import TaskSpec, World
 from .config import SweepConfig, WorldConfig
 
 MICRO_TASKS = {"micro_math": "gsm8k", "micro_code": "mbpp", "micro_if": "ifeval", "micro_general": "exact_match"}
+EVAL_SPLITS = ("test", "validation")
 
 
 def _micro_config(wc: WorldConfig):
@@ -52,8 +53,12 @@ def planned_tasks(cfg: SweepConfig) -> dict[str, TaskSpec]:
     Task names and explicit data files are checked here, before any model is built or trained."""
     from ..tasks import task_names
 
+    if cfg.world.eval_split not in EVAL_SPLITS:
+        raise ConfigError(f"world.eval_split: '{cfg.world.eval_split}' is not one of {', '.join(EVAL_SPLITS)}; "
+                          "tune on validation, report on test.")
     if not cfg.tasks:
-        return {name: TaskSpec(task) for name, task in MICRO_TASKS.items()} if cfg.world.kind == "micro" else {}
+        return ({name: TaskSpec(task, split=cfg.world.eval_split) for name, task in MICRO_TASKS.items()}
+                if cfg.world.kind == "micro" else {})
     known = task_names()
     for name, t in cfg.tasks.items():
         if t.task not in known:
@@ -65,7 +70,8 @@ def planned_tasks(cfg: SweepConfig) -> dict[str, TaskSpec]:
                                   f"`data` to load the task's Hub dataset.")
             if path.is_file() and path.stat().st_size == 0:
                 raise ConfigError(f"tasks.{name}.data: file '{t.data}' is empty; point it at the benchmark's rows.")
-    return {name: TaskSpec(t.task, t.data, t.limit, t.max_new_tokens) for name, t in cfg.tasks.items()}
+    return {name: TaskSpec(t.task, t.data, t.limit, t.max_new_tokens, cfg.world.eval_split)
+            for name, t in cfg.tasks.items()}
 
 
 def resolve_world(cfg: SweepConfig, pool: Executor | None = None) -> World:
@@ -84,6 +90,7 @@ def resolve_world(cfg: SweepConfig, pool: Executor | None = None) -> World:
     for name, spec in tasks.items():
         if spec.data is None and name in world.tasks:
             base = world.tasks[name]
-            tasks[name] = TaskSpec(spec.task, base.data, spec.limit or base.limit, base.max_new_tokens)
+            data = str(Path(base.data).with_name(f"{spec.split}.jsonl")) if base.data else None
+            tasks[name] = TaskSpec(spec.task, data, spec.limit or base.limit, base.max_new_tokens, spec.split)
     world.tasks = tasks
     return world
