@@ -23,7 +23,8 @@ def tiny_reward_model(family: str, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     cls, cfg = ((LlamaForSequenceClassification, LlamaConfig) if family == "llama"
                 else (Gemma2ForSequenceClassification, Gemma2Config))
-    return freeze(cls(cfg(**{**lm.config.to_dict(), "num_labels": 1})))
+    fields = {k: v for k, v in lm.config.to_dict().items() if k not in ("id2label", "label2id")}
+    return freeze(cls(cfg(**fields, num_labels=1)))
 
 
 def _reward(rm: torch.nn.Module, ids: list[int]) -> float:
@@ -96,10 +97,11 @@ def test_budget_and_cost_accounting() -> None:
 
         none, one = decode(0), decode(18)        # one look-ahead step costs 3 experts x 2 x 3 = 18 rollout tokens
         per_step = 18 + 3 * 2 * 4                # rollouts + reward positions (candidate + 3 rollout tokens each)
-        # no look-ahead: the experts' prefix (5 + 5 tokens x 3 experts) only; one step adds its work + the reward
-        # model's prefix (5 positions)
+        # no look-ahead: every expert runs the prompt (5) and 5 more tokens. One look-ahead step (the first): the
+        # experts' and the reward model's prompt, the step's work, then only the winner for the 5 later tokens.
         assert none.cost_tokens == 3 * (5 + 5)
-        assert one.cost_tokens == 3 * (5 + 5) + per_step + 5
+        assert one.cost_tokens == 3 * 5 + 5 + per_step + 5
+        assert len(set(one.expert_choices)) == 1             # the winner decodes alone once the budget is spent
 
 
 def test_collab_method_end_to_end(tmp_path) -> None:

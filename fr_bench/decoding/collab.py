@@ -90,39 +90,65 @@ class Collab:
         """Rollout tokens one look-ahead step spends on a row."""
         return len(self.experts) * self.top_k * self.rollout_tokens
 
+    def affordable(self, state: dict) -> bool:
+        """Whether a row with this state may spend one more look-ahead step."""
+        return self.budget < 0 or state.get("spent", 0) + self.step_cost <= self.budget
+
     def step(self, run: Run, batch: ActiveBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = torch.stack([run(e).logits for e in self.experts])              # [N, B, V]
-        candidates = logits.topk(self.top_k, dim=-1).indices                      # [N, B, k]
-        rows = range(len(batch.rows))
-        confident = logits.log_softmax(-1).amax(-1).argmax(0).tolist()           # [B]: the most confident expert
-        choices = [batch.rows[b].policy_state.get("winner", confident[b]) for b in rows]
-        flat = candidates.permute(1, 0, 2).flatten(1)                             # [B, N*k]
-        differ = (flat != flat[:, :1]).any(1).tolist()
-        look = [b for b in rows if differ[b] and (self.budget < 0 or
-                                                  batch.rows[b].policy_state.get("spent", 0) + self.step_cost <= self.budget)]
-        index = torch.arange(len(batch.rows), device=logits.device)
-        out = logits[torch.tensor(choices, device=logits.device), index]          # the cheap rule's logits
-        if look:
-            scores = self.rollout_scores(run, batch, look, candidates)          # [R, N*k], expert-major
-            best = scores.argmax(1).tolist()
-            for b, j in zip(look, best):
-                e, c = divmod(j, self.top_k)
-                token = candidates[e, b, c]
-                out[b] = torch.full_like(out[b], float("-inf")).index_fill_(0, token.view(1), 0.0)
+        states = [row.policy_state for row in batch.rows]
+        # a row that has spent its budget needs only its winner; the others consult every expert
+        closed = {b: s["winner"] for b, s in enumerate(states) if "winner" in s and not self.affordable(s)}
+        open_rows = [b for b in range(len(states)) if b not in closed]
+        choices = [closed.get(b, 0) for b in range(len(states))]
+        device = batch.buf.ids.device
+        parts: list[tuple[list[int], torch.Tensor]] = []                          # (rows, their logits)
+        for e in sorted(set(closed.values())):
+            rows = [b for b, w in closed.items() if w == e]
+            parts.append((rows, run(self.experts[e], rows).logits[torch.tensor(rows, device=device)]))
+        if open_rows:
+            index = torch.tensor(open_rows, device=device)
+            logits = torch.stack([run(e, open_rows).logits[index] for e in self.experts])   # [N, R, V]
+            picked, decided = self.decide(run, batch, open_rows, logits)
+            parts.append((open_rows, decided))
+            for b, e in zip(open_rows, picked):
                 choices[b] = e
-                state = batch.rows[b].policy_state
-                state["winner"], state["spent"] = e, state.get("spent", 0) + self.step_cost
-                batch.rows[b].cost += self.step_cost + len(self.experts) * self.top_k * (self.rollout_tokens + 1)
-        return out, torch.tensor(choices, device=logits.device)
+        out = parts[0][1].new_empty(len(states), parts[0][1].shape[-1])
+        for rows, logits in parts:
+            out[torch.tensor(rows, device=device)] = logits
+        return out, torch.tensor(choices, device=device)
+
+    def decide(self, run: Run, batch: ActiveBatch, rows: list[int],
+               logits: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+        """(expert per row, logits [R, V]) for buffer rows `rows` from every expert's logits [N, R, V]: rows whose
+        candidates differ look ahead (while they can afford it), the others take the cheap rule."""
+        candidates = logits.topk(self.top_k, dim=-1).indices                      # [N, R, k]
+        confident = logits.log_softmax(-1).amax(-1).argmax(0).tolist()           # [R]: the most confident expert
+        states = [batch.rows[b].policy_state for b in rows]
+        picked = [s.get("winner", c) for s, c in zip(states, confident)]
+        out = logits[torch.tensor(picked, device=logits.device), torch.arange(len(rows), device=logits.device)]
+        flat = candidates.permute(1, 0, 2).flatten(1)                             # [R, N*k]
+        differ = (flat != flat[:, :1]).any(1).tolist()
+        look = [i for i in range(len(rows)) if differ[i] and self.affordable(states[i])]
+        if not look:
+            return picked, out
+        scores = self.rollout_scores(run, batch, [rows[i] for i in look], candidates[:, look])   # [L, N*k]
+        for i, j in zip(look, scores.argmax(1).tolist()):
+            e, c = divmod(j, self.top_k)
+            out[i] = torch.full_like(out[i], float("-inf")).index_fill_(0, candidates[e, i, c].view(1), 0.0)
+            picked[i] = e
+            states[i]["winner"], states[i]["spent"] = e, states[i].get("spent", 0) + self.step_cost
+            batch.rows[rows[i]].cost += self.step_cost + len(self.experts) * self.top_k * (self.rollout_tokens + 1)
+        return picked, out
 
     def rollout_scores(self, run: Run, batch: ActiveBatch, look: list[int], candidates: torch.Tensor) -> torch.Tensor:
-        """Reward of prefix + candidate + greedy rollout for rows `look`: [R, N*k] (expert-major per row)."""
+        """Reward of prefix + candidate + greedy rollout for buffer rows `look` (`candidates` [N, R, k] of those
+        rows): [R, N*k], expert-major per row."""
         buf, k, steps = batch.buf, self.top_k, self.rollout_tokens
         index = torch.tensor(look, device=candidates.device)
         rows_k = index.repeat_interleave(k)                                       # [R*k]: row-major, candidate-minor
         sequences = []
         for n, e in enumerate(self.experts):
-            tokens = candidates[n, index].reshape(-1, 1)                          # [R*k, 1]
+            tokens = candidates[n].reshape(-1, 1)                                 # [R*k, 1]
             if steps:
                 model = batch.models[e]
                 cache = fork_cache(model, rows_k, buf.length, steps)
