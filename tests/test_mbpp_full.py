@@ -71,3 +71,20 @@ def test_limit_above_the_data_is_an_error(shared_data: Path) -> None:
         get_task("mbpp_sanitized", data=str(shared_data / SANITIZED), limit=500).load()
     with pytest.raises(ValueError, match=r"humaneval: limit=200 .* only 164"):      # every task, not just MBPP
         get_task("humaneval", data=str(shared_data / "humaneval" / "HumanEval.jsonl.gz"), limit=200).load()
+
+
+def test_sweep_refuses_a_limit_above_a_local_file_before_training(shared_data: Path) -> None:
+    from fr_bench.config import ConfigError, load_config
+    from fr_bench.sweep.config import SweepConfig
+    from fr_bench.sweep.worlds import planned_tasks
+
+    def plan(**extra):
+        return planned_tasks(load_config(SweepConfig, extra={"name": "t", **extra}))
+
+    tasks = {"mbpp": {"task": "mbpp_sanitized", "data": str(shared_data / SANITIZED), "limit": 500}}
+    with pytest.raises(ConfigError, match=r"tasks.mbpp.limit: 500 but .* holds only 257"):
+        plan(tasks=tasks)
+    with pytest.raises(ConfigError, match=r"limit \(sweep-wide\): 300 .* only 257"):
+        plan(tasks={"mbpp": {**tasks["mbpp"], "limit": None}}, limit=300)
+    full = {"mbpp": {"task": "mbpp", "data": str(shared_data / FULL), "limit": 500}}
+    assert plan(tasks=full)["mbpp"].limit == 500
