@@ -23,7 +23,7 @@ def full(shared_data: Path):
 def test_full_file_gives_the_500_test_rows(full) -> None:
     task, rows = full
     assert [r["id"] for r in rows] == [str(i) for i in range(11, 511)]
-    assert rows[0]["prompt"].startswith("Write a python function to remove first and last occurrence")   # `text` read as prompt
+    assert rows[0]["prompt"].startswith("Write a python function to remove first and last occurrence")  # from `text`
     assert "Your code should pass these tests:" in task.user_message(rows[0])
     setup = [r for r in rows if r["test_imports"]]
     assert len(setup) == 1 and setup[0]["test_imports"] == [setup[0]["test_setup_code"]]

@@ -56,15 +56,17 @@ def fork_cache(model: CachedModel, index: torch.Tensor, length: int, extra: int)
     return fork
 
 
-def _forward(model: nn.Module, cache: RowCache, buf: TokenBuffer, index: torch.Tensor, tokens: torch.Tensor,
-             start: int, keep: int) -> torch.Tensor:
-    """Run `tokens` [M, n] at buffer columns [start, start + n) on the forked `cache` of buffer rows `index`."""
+def _forward(model: nn.Module, cache: RowCache, buf: TokenBuffer, index: torch.Tensor, padded: bool,
+             tokens: torch.Tensor, start: int, keep: int) -> torch.Tensor:
+    """Run `tokens` [M, n] at buffer columns [start, start + n) on the forked `cache` of buffer rows `index`; the
+    padding mask goes in only when some of those rows are padded (as in the engine)."""
     n = tokens.shape[1]
     cache.select(None, start)
     length = buf.length
-    positions = buf.positions[index, length - 1].unsqueeze(1) + 1 + (start - length) + torch.arange(n, device=tokens.device)
+    offsets = start - length + 1 + torch.arange(n, device=tokens.device)      # columns after the buffer's last
+    positions = buf.positions[index, length - 1].unsqueeze(1) + offsets
     mask = None
-    if bool((buf.mask[index, :length] == 0).any()):
+    if padded:
         mask = torch.cat([buf.mask[index, :length], buf.mask.new_ones(len(index), start - length + n)], dim=1)
     out = model(input_ids=tokens, position_ids=positions, attention_mask=mask, past_key_values=cache, use_cache=True,
                 logits_to_keep=keep)
@@ -146,6 +148,7 @@ class Collab:
         buf, k, steps = batch.buf, self.top_k, self.rollout_tokens
         index = torch.tensor(look, device=candidates.device)
         rows_k = index.repeat_interleave(k)                                       # [R*k]: row-major, candidate-minor
+        padded = any(buf.pads[r] for r in look)
         sequences = []
         for n, e in enumerate(self.experts):
             tokens = candidates[n].reshape(-1, 1)                                 # [R*k, 1]
@@ -153,7 +156,7 @@ class Collab:
                 model = batch.models[e]
                 cache = fork_cache(model, rows_k, buf.length, steps)
                 for j in range(steps):
-                    nxt = _forward(model.model, cache, buf, rows_k, tokens[:, -1:], buf.length + j, 1)[:, -1]
+                    nxt = _forward(model.model, cache, buf, rows_k, padded, tokens[:, -1:], buf.length + j, 1)[:, -1]
                     tokens = torch.cat([tokens, nxt.argmax(-1, keepdim=True)], dim=1)
             sequences.append(tokens)
         tokens = torch.cat(sequences)                                             # [N*R*k, L+1]
@@ -163,6 +166,6 @@ class Collab:
         reward = batch.models[self.reward]
         rows_all = rows_k.repeat(len(self.experts))
         cache = fork_cache(reward, rows_all, buf.length, steps + 1)
-        scores = _forward(reward.model, cache, buf, rows_all, tokens, buf.length, 0)[..., 0]   # [M, L+1]
+        scores = _forward(reward.model, cache, buf, rows_all, padded, tokens, buf.length, 0)[..., 0]   # [M, L+1]
         scores = scores[torch.arange(len(tokens), device=tokens.device), ends]
         return scores.view(len(self.experts), len(look), k).permute(1, 0, 2).flatten(1)
