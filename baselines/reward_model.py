@@ -1,9 +1,13 @@
-"""A Bradley–Terry reward model trained on the preference pairs CDPO uses.
+"""The reward model of Sequence Selection and Collab: a pretrained one from a path, or a Bradley–Terry model trained
+on the preference pairs CDPO uses.
 
-The paper's Sequence Selection and Collab baselines score candidates with a public reward model; the micro world has
-none, so we train one the standard way (InstructGPT / TRL RewardTrainer): a sequence classifier with one output,
-initialised from the world's base LM, read at the last token of prompt + response, and fitted with
-−log σ(r(x, y_w) − r(x, y_l)). It sees exactly the pairs CDPO sees, so neither side gets extra supervision.
+The paper's Sequence Selection and Collab baselines score candidates with a public reward model. `path` loads one:
+an HF sequence classifier with one output (AutoModelForSequenceClassification, e.g. a Skywork or ArmoRM-style RM) or
+a causal LM with a value head (TRL's AutoModelForCausalLMWithValueHead checkpoints: the LM's weights plus
+`v_head.summary.weight/bias`); the reward is read at the last token of prompt + response either way. The micro world
+has none, so by default we train one the standard way (InstructGPT / TRL RewardTrainer): a sequence classifier with
+one output, initialised from the world's base LM, fitted with −log σ(r(x, y_w) − r(x, y_l)). It sees exactly the
+pairs CDPO sees, so neither side gets extra supervision.
 """
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ from fr_bench.world import World
 class RewardModelConfig:
     """Training of the reward model; one item of a batch is one (chosen, rejected) pair."""
 
+    path: str | None = None             # a pretrained reward model to use as is (nothing trained, no pairs built)
+    head: str = "auto"                  # with path: auto | sequence_classification | value_head
     init: str = "base"                  # base | router_init (world fields) or a checkpoint path
     lr: float = 1e-5                    # a randomly initialised micro world needs ~1e-3
     weight_decay: float = 0.0
@@ -45,6 +51,11 @@ class RewardModelConfig:
     log_every_n_steps: int = 10
 
     def validate(self) -> "RewardModelConfig":
+        if self.head not in REWARD_HEADS:
+            raise ConfigError(f"RewardModelConfig.head = {self.head!r}; use one of {', '.join(REWARD_HEADS)}.")
+        if self.path is not None and not (Path(self.path).expanduser() / "config.json").is_file():
+            raise ConfigError(f"RewardModelConfig.path = {self.path!r} is not a model folder (no config.json); point "
+                              f"it at a save_pretrained folder of the reward model, or remove it to train one.")
         for key in ("batch_size", "grad_accum", "max_length"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"RewardModelConfig.{key} = {getattr(self, key)} must be >= 1.")
@@ -58,6 +69,10 @@ class RewardModelConfig:
 
     def init_path(self, world: World) -> str:
         return {"base": world.base, "router_init": world.router_init}.get(self.init, self.init)
+
+
+REWARD_HEADS = ("auto", "sequence_classification", "value_head")
+VALUE_HEAD_KEYS = ("v_head.summary.weight", "v_head.summary.bias")
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
@@ -98,14 +113,17 @@ class RewardModel:
     @classmethod
     def from_pretrained(cls, directory: str | Path, dtype: str = "float32",
                         device: str | torch.device = "cpu") -> "RewardModel":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        """The `reward_model` artifact: a trained model in `directory`, or the pretrained one its
+        `reward_model.json` names (`source`, `head`)."""
+        from transformers import AutoTokenizer
 
-        from fr_bench.models.loading import freeze, torch_dtype
+        from fr_bench.models.loading import freeze
 
         directory = Path(directory)
         meta = json.loads((directory / "reward_model.json").read_text())
-        model = AutoModelForSequenceClassification.from_pretrained(directory, dtype=torch_dtype(dtype))
-        return cls(freeze(model.to(device)), AutoTokenizer.from_pretrained(directory), meta["max_length"])
+        source = Path(meta.get("source") or directory)
+        model = load_reward_backbone(source, meta.get("head", "sequence_classification"), dtype)
+        return cls(freeze(model.to(device)), AutoTokenizer.from_pretrained(source), meta["max_length"])
 
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 8) -> list[float]:
@@ -122,6 +140,88 @@ class RewardModel:
     def token_counts(self, prompts: Sequence[str], responses: Sequence[str]) -> list[int]:
         """Tokens `score` runs through the model for each pair (for cost accounting)."""
         return [len(encode(self.tokenizer, p, r, self.max_length)) for p, r in zip(prompts, responses)]
+
+
+class ValueHeadRewardModel(torch.nn.Module):
+    """A causal LM's backbone with a linear value head, shaped like a sequence classifier (`base_model`, `score`,
+    `config`) so `last_token_rewards` and the Collab engine read it the same way."""
+
+    def __init__(self, lm: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.backbone = lm.base_model
+        self.config = lm.config
+        self.score = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        with torch.no_grad():
+            self.score.weight.copy_(weight)
+            if bias is not None:
+                self.score.bias.copy_(bias)
+
+    @property
+    def base_model(self) -> torch.nn.Module:
+        return self.backbone
+
+
+def _value_head_tensors(source: Path) -> dict[str, torch.Tensor]:
+    """`v_head.*` tensors from the checkpoint's safetensors or PyTorch files (TRL saves them beside the LM's)."""
+    found: dict[str, torch.Tensor] = {}
+    for file in sorted(source.glob("*.safetensors")):
+        from safetensors import safe_open
+
+        with safe_open(str(file), "pt") as fh:
+            found.update({k: fh.get_tensor(k) for k in fh.keys() if k in VALUE_HEAD_KEYS})
+    for file in sorted(source.glob("pytorch_model*.bin")):
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        found.update({k: v for k, v in state.items() if k in VALUE_HEAD_KEYS})
+    return found
+
+
+def load_reward_backbone(source: Path, head: str, dtype: str = "float32") -> torch.nn.Module:
+    """A reward model with `base_model` + one-output `score` head from a pretrained folder. `head: auto` takes a
+    `*ForSequenceClassification` architecture as a classifier and a checkpoint holding `v_head.summary.weight` as a
+    causal LM with a value head."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from fr_bench.models.loading import torch_dtype
+
+    if head == "auto":
+        archs = AutoConfig.from_pretrained(source).architectures or []
+        if any(a.endswith("ForSequenceClassification") for a in archs):
+            head = "sequence_classification"
+        elif VALUE_HEAD_KEYS[0] in _value_head_tensors(source):
+            head = "value_head"
+        else:
+            raise ValueError(f"reward model {source}: neither a sequence classifier (architectures {archs}) nor a "
+                             f"causal LM with a value head ({VALUE_HEAD_KEYS[0]} in its weights); set "
+                             f"artifacts.reward_model.head, or use such a model.")
+    if head == "value_head":
+        tensors = _value_head_tensors(source)
+        if VALUE_HEAD_KEYS[0] not in tensors:
+            raise ValueError(f"reward model {source}: head=value_head but no {VALUE_HEAD_KEYS[0]} in its weights.")
+        lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(dtype))
+        weight = tensors[VALUE_HEAD_KEYS[0]].to(lm.dtype)
+        bias = tensors.get(VALUE_HEAD_KEYS[1])
+        model: torch.nn.Module = ValueHeadRewardModel(lm, weight, None if bias is None else bias.to(lm.dtype))
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch_dtype(dtype))
+        if not hasattr(model, "score"):
+            raise ValueError(f"reward model {source}: {type(model).__name__} has no `score` head; fr_bench reads "
+                             f"rewards from `score` (Llama, Gemma, Mistral, Qwen classifiers have one).")
+    outputs = model.score.weight.shape[0]
+    if outputs != 1:
+        raise ValueError(f"reward model {source}: its head has {outputs} outputs; a reward model has one.")
+    return model
+
+
+def use_pretrained_reward_model(cfg: RewardModelConfig, out_dir: str | Path) -> dict[str, Any]:
+    """The artifact for `cfg.path`: a `reward_model.json` naming the model (it is read in place, not copied), after
+    checking that it loads as a one-output reward model."""
+    cfg.validate()
+    source = Path(cfg.path).expanduser().resolve()
+    model = load_reward_backbone(source, cfg.head)
+    head = "value_head" if isinstance(model, ValueHeadRewardModel) else "sequence_classification"
+    meta = {"max_length": cfg.max_length, "source": str(source), "head": head}
+    (Path(out_dir) / "reward_model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
 
 
 # --- training --------------------------------------------------------------------------------------------------

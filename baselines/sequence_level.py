@@ -2,8 +2,9 @@
 
 Two ways to pick the expert, each a registered method:
 - `seq_select` (the paper's "Sequence Selection"): every expert answers greedily, a selector keeps one answer.
-  Selectors: `reward_model` (the paper's; our Bradley–Terry RM trained on CDPO's pairs), `base_logprob` (mean token
-  log-prob of the answer under the common base), `verifier` (the public tests *shown in the prompt*: `assert` lines
+  Selectors: `reward_model` (the paper's; the `reward_model` artifact: a Bradley–Terry RM trained on CDPO's pairs, or
+  a pretrained one from `artifacts.reward_model.path`), `base_logprob` (mean token log-prob of the answer under the
+  common base), `verifier` (the public tests *shown in the prompt*: `assert` lines
   and `>>>` doctest examples, run in the code sandbox; ties and prompts with no such tests are decided by `fallback`).
 - `seq_prompt_router`: a classifier on the prompt picks the expert before anything is generated (`prompt_router`
   artifact), so only one expert decodes.

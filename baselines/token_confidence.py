@@ -1,5 +1,6 @@
-"""Training-free token-level collaboration (Collab-style, without a reward model): every expert proposes a
-next-token distribution each step and the most confident one decides the token.
+"""Confidence routing (method `token_confidence`), not Collab: every expert proposes a next-token distribution each
+step and the most confident one decides the token. No reward model, no rollouts; the paper's Collab baseline is
+method `collab` (`baselines/collab.py`).
 
 A reference point for FusionRoute's learned routing: same experts, same engine, no router and no training.
 """

@@ -89,3 +89,69 @@ def test_bad_pairs_file_and_config_are_named(tmp_path) -> None:
         read_pairs(bad)
     with pytest.raises(ConfigError, match="val_fraction"):
         RewardModelConfig(val_fraction=1.0).validate()
+
+
+# --- a pretrained reward model from a path ------------------------------------------------------------------------
+
+def _by_hand(backbone: torch.nn.Module, head: torch.nn.Linear, tok, prompt: str, response: str) -> float:
+    """The reward recomputed from scratch: backbone over prompt + response, head at the last token."""
+    ids = tok(prompt + " " + response, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return head(backbone(input_ids=ids).last_hidden_state[0, -1]).item()
+
+
+def test_a_pretrained_sequence_classifier_from_a_path(tiny_world, tmp_path) -> None:
+    """`path` + the artifact builder: no pairs needed, the folder is read in place and scores like the model."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from fr_bench.artifacts import get_artifact
+    from fr_bench.sweep.builders import reward_model as build
+
+    torch.manual_seed(3)
+    clf = AutoModelForSequenceClassification.from_pretrained(tiny_world.base, num_labels=1).eval()
+    clf.save_pretrained(tmp_path / "public_rm")
+    AutoTokenizer.from_pretrained(tiny_world.tokenizer).save_pretrained(tmp_path / "public_rm")
+    cfg = RewardModelConfig(path=str(tmp_path / "public_rm"))
+    assert get_artifact("reward_model").deps_for(cfg) == ()                       # no preference pairs built
+    assert get_artifact("reward_model").deps_for(RewardModelConfig()) == ("pref_pairs",)
+    (tmp_path / "art").mkdir()
+    build(tiny_world, cfg, {}, tmp_path / "art", 0)
+    meta = json.loads((tmp_path / "art" / "reward_model.json").read_text())
+    assert meta["head"] == "sequence_classification" and not (tmp_path / "art" / "config.json").exists()
+    rm = RewardModel.from_pretrained(tmp_path / "art")
+    got = rm.score(["a b"], ["c d"])[0]
+    assert got == pytest.approx(_by_hand(clf.base_model, clf.score, rm.tokenizer, "a b", "c d"), abs=1e-5)
+
+
+def test_a_causal_lm_with_a_value_head_from_a_path(tiny_world, tmp_path) -> None:
+    """A TRL-style checkpoint (the LM's weights plus v_head.summary.*) is found by `head: auto` and scores with the
+    value head at the last token."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from baselines.reward_model import use_pretrained_reward_model
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_world.base).eval()
+    torch.manual_seed(4)
+    head = torch.nn.Linear(lm.config.hidden_size, 1)
+    state = {k: v.contiguous() for k, v in lm.state_dict().items()}
+    state |= {"v_head.summary.weight": head.weight.detach().clone(), "v_head.summary.bias": head.bias.detach().clone()}
+    folder = tmp_path / "vh_rm"
+    lm.save_pretrained(folder)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    AutoTokenizer.from_pretrained(tiny_world.tokenizer).save_pretrained(folder)
+    (tmp_path / "art").mkdir()
+    assert use_pretrained_reward_model(RewardModelConfig(path=str(folder)), tmp_path / "art")["head"] == "value_head"
+    rm = RewardModel.from_pretrained(tmp_path / "art")
+    scores = rm.score(["a b", "e"], ["c d", "f g h"])
+    want = [_by_hand(lm.base_model, head, rm.tokenizer, p, r) for p, r in (("a b", "c d"), ("e", "f g h"))]
+    assert scores == pytest.approx(want, abs=1e-5)
+
+
+def test_a_path_that_is_no_reward_model_is_named(tiny_world, tmp_path) -> None:
+    from baselines.reward_model import use_pretrained_reward_model
+
+    with pytest.raises(ConfigError, match="RewardModelConfig.path.*no config.json"):
+        RewardModelConfig(path=str(tmp_path / "missing")).validate()
+    with pytest.raises(ValueError, match="neither a sequence classifier"):             # a plain LM: no head at all
+        use_pretrained_reward_model(RewardModelConfig(path=tiny_world.base), tmp_path)

@@ -49,6 +49,18 @@ class Policy(Protocol):
     def step(self, run: Run) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
+@dataclass
+class ActiveBatch:
+    """What a look-ahead policy (one with `lookahead = True`, e.g. Collab) sees of the batch besides `run`: the
+    token buffer, the engine's models (to fork their caches), and the active rows (to add the cost of work done
+    outside `run` and to keep per-row state, `policy_state`, that follows a row when others leave the batch)."""
+
+    buf: "TokenBuffer"
+    models: list["CachedModel"]
+    rows: list["_Row"]
+    step: int
+
+
 class TokenBuffer:
     """Left-padded token ids of the active rows (prompt, then generated tokens) with padding mask and positions."""
 
@@ -240,6 +252,7 @@ class _Row:
     cost: int = 0
     finish: str = "length"
     text: str | None = None
+    policy_state: dict = field(default_factory=dict)    # a look-ahead policy's per-row state (its budget used)
 
 
 class StopStrings:
@@ -345,7 +358,10 @@ class DecodeEngine:
             if not self.lazy:
                 for i in range(len(self.models)):
                     run(i)
-            logits, choices = self.policy.step(run)
+            if getattr(self.policy, "lookahead", False):
+                logits, choices = self.policy.step(run, ActiveBatch(buf, self.models, active, step))
+            else:
+                logits, choices = self.policy.step(run)
             tokens = _pick(logits, temperature, generator)
             buf.append(tokens)
             stats.steps += 1

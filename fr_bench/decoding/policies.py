@@ -75,8 +75,9 @@ class FusionRoute:
 
 @dataclass
 class Confidence:
-    """Training-free token-level routing (Collab-style baseline): every expert runs each step and the most confident
-    one (highest max probability, or lowest entropy) decides the token."""
+    """Confidence routing, not Collab (that is `fr_bench/decoding/collab.py`): every expert runs each step and the
+    most confident one (highest max probability, or lowest entropy) decides the token; training-free, no reward
+    model."""
 
     experts: list[int]
     criterion: str = "max_prob"

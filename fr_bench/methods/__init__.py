@@ -11,6 +11,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "fr_bench.methods.fusionroute",
     "baselines.single_model",
     "baselines.token_confidence",
+    "baselines.collab",
     "baselines.merge_method",
     "baselines.sequence_level",
     "baselines.finetuned",

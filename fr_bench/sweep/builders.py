@@ -47,9 +47,12 @@ def finetuned(world: World, cfg: Any, deps: dict[str, Path], out_dir: Path, seed
 
 
 def reward_model(world: World, cfg: Any, deps: dict[str, Path], out_dir: Path, seed: int) -> None:
-    from baselines.reward_model import train_reward_model
+    from baselines.reward_model import train_reward_model, use_pretrained_reward_model
 
-    train_reward_model(world, deps["pref_pairs"] / PAIRS_FILE, cfg, out_dir, seed)
+    if cfg.path is not None:
+        use_pretrained_reward_model(cfg, out_dir)
+    else:
+        train_reward_model(world, deps["pref_pairs"] / PAIRS_FILE, cfg, out_dir, seed)
 
 
 def prompt_router(world: World, cfg: Any, deps: dict[str, Path], out_dir: Path, seed: int) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..cache import config_hash
 from ..config import ConfigError
 from ..world import TaskSpec, World
-from .config import SweepConfig, WorldConfig
+from .config import SweepConfig, TaskEntry, WorldConfig
 
 MICRO_TASKS = {"micro_math": "gsm8k", "micro_code": "mbpp", "micro_if": "ifeval", "micro_general": "exact_match"}
 EVAL_SPLITS = ("test", "validation")
@@ -47,6 +47,21 @@ def _check_checkpoints(wc: WorldConfig) -> None:
             raise ConfigError(f"world.sft_data/pref_prompts.{domain}: file '{path}' does not exist.")
 
 
+def _check_limit(cfg: SweepConfig, name: str, t: TaskEntry) -> None:
+    """A limit above the rows of a local data file fails here, before training (Hub data is checked when a cell
+    loads it: `Task.limited`)."""
+    from ..tasks import get_task
+
+    limit = t.limit if cfg.limit is None else min(x for x in (t.limit, cfg.limit) if x is not None)
+    if limit is None:
+        return
+    rows = len(get_task(t.task, data=t.data).load())
+    if limit > rows:
+        field = f"tasks.{name}.limit" if t.limit == limit else "limit (sweep-wide)"
+        raise ConfigError(f"{field}: {limit} but {t.data} holds only {rows} evaluation rows of {t.task}; lower it "
+                          f"to at most {rows}, remove it, or point tasks.{name}.data at the full data.")
+
+
 def planned_tasks(cfg: SweepConfig) -> dict[str, TaskSpec]:
     """The evaluation tasks by display name; a micro world without `tasks:` evaluates its four micro tasks.
 
@@ -70,6 +85,7 @@ def planned_tasks(cfg: SweepConfig) -> dict[str, TaskSpec]:
                                   f"`data` to load the task's Hub dataset.")
             if path.is_file() and path.stat().st_size == 0:
                 raise ConfigError(f"tasks.{name}.data: file '{t.data}' is empty; point it at the benchmark's rows.")
+            _check_limit(cfg, name, t)
     return {name: TaskSpec(t.task, t.data, t.limit, t.max_new_tokens, cfg.world.eval_split)
             for name, t in cfg.tasks.items()}
 

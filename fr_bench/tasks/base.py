@@ -59,6 +59,17 @@ class Task(ABC):
     def score(self, rows: Sequence[dict[str, Any]], outputs: Sequence[str]) -> list[SampleResult]:
         """Score raw model outputs against their rows."""
 
+    def limited(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The first `limit` rows; a limit above the rows there are is an error, not a silently smaller benchmark."""
+        if self.limit is None:
+            return rows
+        if self.limit > len(rows):
+            raise ValueError(f"{self.name}: limit={self.limit} but {self.data or 'the Hub dataset'} holds only "
+                             f"{len(rows)} evaluation rows; lower the task's `limit` (tasks.<name>.limit, or the "
+                             f"sweep-wide `limit`) to at most {len(rows)}, remove it, or point `data` at the full "
+                             f"data.")
+        return rows[: self.limit]
+
     def prompt(self, row: dict[str, Any], tokenizer: Any = None) -> str:
         """The model input: the user message through the tokenizer's chat template when it has one."""
         from ..chat import format_prompt

@@ -21,7 +21,7 @@ class ExactMatch(Task):
         rows = read_rows(self.data)
         require_fields(rows, ("id", "prompt", "answer"), self.name, self.data)
         rows = [{**r, "id": str(r["id"])} for r in rows]
-        return rows[: self.limit] if self.limit is not None else rows
+        return self.limited(rows)
 
     def user_message(self, row: dict[str, Any]) -> str:
         if self.fewshot:

@@ -65,7 +65,7 @@ class GSM8K(Task):
         rows = load_rows(self.data, self.hub_name, "main", "test")
         require_fields(rows, ("question", "answer"), self.name, self.data)
         rows = [{**r, "id": str(i)} for i, r in enumerate(rows)]
-        return rows[: self.limit] if self.limit is not None else rows
+        return self.limited(rows)
 
     def exemplars(self) -> list[dict[str, Any]]:
         """The first `fewshot` train rows (lm-eval samples them at random; fixed ones keep prompts reproducible)."""

@@ -28,7 +28,7 @@ class HumanEval(Task):
         rows = load_rows(self.data, self.hub_name, None, "test")
         require_fields(rows, ("task_id", "prompt", "test", "entry_point"), self.name, self.data)
         rows = [{**r, "id": str(r["task_id"])} for r in rows]
-        return rows[: self.limit] if self.limit is not None else rows
+        return self.limited(rows)
 
     def user_message(self, row: dict[str, Any]) -> str:
         if self.fewshot:

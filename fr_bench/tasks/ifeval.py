@@ -42,7 +42,7 @@ class IFEval(Task):
         rows = load_rows(self.data, self.hub_name, None, "train")
         require_fields(rows, ("key", "prompt", "instruction_id_list", "kwargs"), self.name, self.data)
         rows = [{**r, "id": str(r["key"])} for r in rows]
-        return rows[: self.limit] if self.limit is not None else rows
+        return self.limited(rows)
 
     def user_message(self, row: dict[str, Any]) -> str:
         if self.fewshot:

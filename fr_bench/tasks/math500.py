@@ -22,7 +22,7 @@ class Math500(Task):
         rows = load_rows(self.data, self.hub_name, None, "test")
         require_fields(rows, ("problem", "answer", "unique_id"), self.name, self.data)
         rows = [{**r, "id": str(r["unique_id"])} for r in rows]
-        return rows[: self.limit] if self.limit is not None else rows
+        return self.limited(rows)
 
     def user_message(self, row: dict[str, Any]) -> str:
         if self.fewshot:

@@ -1,7 +1,12 @@
-"""MBPP (sanitized): write a Python function that passes the given asserts; pass@k in the sandbox.
+"""MBPP: write a Python function that passes the given asserts; pass@k in the sandbox.
 
-Split rule: the official release (the Hub's `sanitized` config, or `sanitized-mbpp.json`) holds the prompt, train,
-validation and test splits together, and only the test split (task_id 11-510, 257 rows) is evaluated. `split="auto"`
+Two registered tasks: `mbpp` is the full release's test split (the Hub's `full` config: task_id 11-510, 500 rows,
+the paper's MBPP) and `mbpp_sanitized` the hand-verified subset (the Hub's `sanitized` config: 257 of those rows).
+Full rows name the task `text` (read as `prompt`) and may carry `test_setup_code` (run before the code and the tests,
+as MBPP's own harness does; one test row has any).
+
+Split rule: an official file (`mbpp.jsonl` / `sanitized-mbpp.json`) holds the prompt, train, validation and test splits
+together, and only the test split (task_id 11-510) is evaluated. `split="auto"`
 (default) keeps task_id 11-510 when the rows span more than one official split, i.e. when some task_id lies outside
 11-510 and some inside (only a full release does that); any other file (a micro-world file, a hand-made subset) is
 used whole. `split="test"` or `split="all"` forces either choice.
@@ -55,6 +60,7 @@ class MBPP(Task):
     metric_names = ("pass@1",)
     primary_metric = "pass@1"
     hub_name = "google-research-datasets/mbpp"
+    hub_config = "full"
     stop_sequences = ("[DONE]",)  # lm-eval's; ends a few-shot answer
 
     def __init__(self, *args: Any, split: str = "auto", sandbox: SandboxConfig | None = None, **kwargs: Any) -> None:
@@ -67,13 +73,14 @@ class MBPP(Task):
         self.sandbox = sandbox
 
     def load(self) -> list[dict[str, Any]]:
-        rows = load_rows(self.data, self.hub_name, "sanitized", "test")
+        rows = load_rows(self.data, self.hub_name, self.hub_config, "test")
         rows = [r if "prompt" in r or "text" not in r else {**r, "prompt": r["text"]} for r in rows]  # full MBPP
         require_fields(rows, ("task_id", "prompt", "code", "test_list"), self.name, self.data)
         if self._keep_test_split(rows):
             rows = [r for r in rows if isinstance(r["task_id"], int) and r["task_id"] in TEST_IDS]
-        rows = [{**r, "test_imports": r.get("test_imports") or [], "id": str(r["task_id"])} for r in rows]
-        return rows[: self.limit] if self.limit is not None else rows
+        rows = [{**r, "test_imports": r.get("test_imports") or ([r["test_setup_code"]] if r.get("test_setup_code")
+                                                                else []), "id": str(r["task_id"])} for r in rows]
+        return self.limited(rows)
 
     def _keep_test_split(self, rows: list[dict[str, Any]]) -> bool:
         if self.split != "auto":
@@ -98,3 +105,10 @@ class MBPP(Task):
         from ..scoring.metrics import aggregate_pass_at_k  # torch-based: imported only when aggregating
 
         return aggregate_pass_at_k(results)
+
+
+@register_task("mbpp_sanitized")
+class MBPPSanitized(MBPP):
+    """The sanitized subset (257 test rows, hand-checked prompts and tests); the default before the paper's 500."""
+
+    hub_config = "sanitized"
