@@ -83,6 +83,14 @@ def _batch_size(value: Any) -> int | None:
     return size
 
 
+def _device(value: str | None) -> str | None:
+    """lm-eval's `--device` (default `cuda:0`): CUDA only where there is one, else the method's own `device`
+    option (auto), as lm-eval's HF model falls back to the CPU."""
+    if value and str(value).startswith("cuda") and not torch.cuda.is_available():
+        return None
+    return value
+
+
 def sampling_temperature(gen_kwargs: dict[str, Any]) -> float:
     """0 for greedy; the asked temperature (1.0 when only `do_sample` asks) for sampling, as transformers does."""
     unknown = sorted(k for k in gen_kwargs if k not in ("until", "max_gen_toks", "do_sample", "temperature")
@@ -127,7 +135,7 @@ class FrBenchLM(TemplateLM):
         self.method_name = method
         self.method, self.world = load_sweep_method(str(sweep), str(method), int(seed),
                                                     [f"{k}={v}" for k, v in overrides.items()],
-                                                    _batch_size(batch_size), device)
+                                                    _batch_size(batch_size), _device(device))
         self.tokenizer = AutoTokenizer.from_pretrained(self.world.tokenizer)
         self.max_gen_toks = int(max_gen_toks)
         self._device = getattr(self.method, "device", "cpu")
@@ -164,17 +172,18 @@ class FrBenchLM(TemplateLM):
     # --- generation ---
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-        """Decode the requests through the method, one `generate` call per group of equal generation settings."""
-        groups: dict[tuple[tuple[str, ...], int, float], list[int]] = {}
+        """Decode the requests through the method: one `generate` call per task and generation settings, in the
+        requests' (document) order, so batches are those of the sweep's cells (sampled outputs included)."""
+        groups: dict[tuple[str | None, tuple[str, ...], int, float], list[int]] = {}
         for i, req in enumerate(requests):
             context, gen_kwargs = req.args
             gen_kwargs = dict(gen_kwargs or {})
             until = gen_kwargs.get("until") or []
             until = (until,) if isinstance(until, str) else tuple(until)
             max_toks = int(gen_kwargs.get("max_gen_toks", self.max_gen_toks))
-            groups.setdefault((until, max_toks, sampling_temperature(gen_kwargs)), []).append(i)
+            groups.setdefault((req.task_name, until, max_toks, sampling_temperature(gen_kwargs)), []).append(i)
         out: list[str] = [""] * len(requests)
-        for (until, max_toks, temperature), indices in groups.items():
+        for (_, until, max_toks, temperature), indices in groups.items():
             with _decoding_temperature(self.method, temperature):
                 gens = self.method.generate([requests[i].args[0] for i in indices], max_new_tokens=max_toks,
                                             stop=list(until))
