@@ -183,10 +183,11 @@ def test_exported_micro_tasks_score_in_lm_eval_as_in_the_sweep(sweep, tmp_path, 
     rows = {r["task"]: r for r in map(json.loads, (report / "results.jsonl").read_text().splitlines())}
     produced = 0
     for name in names:
-        theirs = res["results"][name]
-        for metric, value in rows[name]["metrics"].items():
-            if metric != "n":
-                assert theirs[f"{metric},none"] == pytest.approx(value), (name, metric)
+        theirs = {k.removesuffix(",none"): v for k, v in res["results"][name].items() if k.endswith(",none")
+                  and "stderr" not in k}
+        assert rows[name]["primary_metric"] in theirs
+        for metric, value in theirs.items():
+            assert value == pytest.approx(rows[name]["metrics"][metric]), (name, metric)
         ours = [json.loads(x) for x in (report / "samples" / "sft_only_sampled" / name / "seed0.jsonl")
                 .read_text().splitlines()]
         outs = [s["resps"][0][0] for s in sorted(res["samples"][name], key=lambda s: s["doc_id"])]
@@ -213,8 +214,10 @@ def test_likelihoods_generation_limits_and_errors(sweep, monkeypatch):
     ctx, conts = "Ana has 9 cups.", [" She makes 5 more.", " 14", "####"]
 
     def direct(c: str) -> float:
-        ids = tok(ctx + c, add_special_tokens=False)["input_ids"]
-        n = len(ids) - len(tok(ctx, add_special_tokens=False)["input_ids"])
+        """lm-eval's split: the context's own tokens, then the whole text's tokens past that many."""
+        ctx_ids = tok(ctx, add_special_tokens=False)["input_ids"]
+        ids = ctx_ids + tok(ctx + c, add_special_tokens=False)["input_ids"][len(ctx_ids):]
+        n = len(ids) - len(ctx_ids)
         with torch.no_grad():
             logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].float(), -1)
         return float(logp[-n:].gather(1, torch.tensor(ids[-n:])[:, None]).sum())
@@ -223,11 +226,12 @@ def test_likelihoods_generation_limits_and_errors(sweep, monkeypatch):
     got = lm.loglikelihood(reqs)
     for (ll, _), c in zip(got, conts):
         assert ll == pytest.approx(direct(c), abs=1e-4)
-    # a continuation the model decodes greedily is greedy
-    gen = {"until": [], "max_gen_toks": 4}
-    (text,) = lm.generate_until([Instance("generate_until", {}, (ctx, gen), 0)])
-    ctx_ids, text_ids = tok(ctx, add_special_tokens=False)["input_ids"], tok(text, add_special_tokens=False)["input_ids"]
-    assert lm._loglikelihood_tokens([(None, ctx_ids, text_ids)])[0][1] or not text_ids
+    # the tokens the model decodes greedily are greedy, one token changed is not
+    ctx_ids = tok(ctx, add_special_tokens=False)["input_ids"]
+    (gen,) = lm.method.generate([ctx], max_new_tokens=4, stop=[])
+    flipped = [(gen.token_ids[0] + 1) % len(tok), *gen.token_ids[1:]]
+    assert [g for _, g in lm._loglikelihood_tokens([(None, ctx_ids, gen.token_ids), (None, ctx_ids, flipped)])] \
+        == [True, False]
     # rolling: the whole text after the prefix token
     (rolled,) = lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (ctx,), 0)])
     ids = [lm.prefix_token_id] + ctx_ids
