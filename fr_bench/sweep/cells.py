@@ -44,10 +44,9 @@ class Job:
     threads: int = 0                   # torch intra-op threads; 0 = leave torch's default
 
 
-def run_job(job: Job) -> list[str]:
-    """Run a job and return the keys of the cells it finished."""
+def load_method(job: Job) -> Any:
+    """The job's method, loaded from its built artifacts (also how `fr_bench.lmeval` loads a sweep's method)."""
     import torch
-    from transformers import AutoTokenizer
 
     from ..methods import get_method_class
 
@@ -56,6 +55,14 @@ def run_job(job: Job) -> list[str]:
     options = {"batch_size": job.batch_size, **job.options}
     method = get_method_class(job.method)(job.world, options, job.seed)
     method.load({k: Path(v) for k, v in job.artifacts.items()})
+    return method
+
+
+def run_job(job: Job) -> list[str]:
+    """Run a job and return the keys of the cells it finished."""
+    from transformers import AutoTokenizer
+
+    method = load_method(job)
     tokenizer = AutoTokenizer.from_pretrained(job.world.tokenizer)
     done = []
     for key, task_name, spec in job.cells:
