@@ -20,8 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from fr_bench.artifacts import register_artifact
 from fr_bench.chat import format_prompt
 from fr_bench.config import ConfigError
+from fr_bench.training.artifacts import PAIRS_FILE
 from fr_bench.training.data import right_pad
 from fr_bench.world import World
 
@@ -241,3 +243,9 @@ def train_reward_model(world: World, pairs_path: str | Path, cfg: RewardModelCon
         {"max_length": cfg.max_length, "init": cfg.init_path(world), "pairs": str(pairs_path), "seed": seed,
          "config": asdict(cfg), "metrics": metrics}, indent=2) + "\n")
     return metrics
+
+
+@register_artifact("reward_model", deps=("pref_pairs",), config=RewardModelConfig,
+                   description="Bradley-Terry reward model on CDPO's pairs")
+def build_reward_model(world: World, cfg: RewardModelConfig, deps: dict[str, Path], out_dir: Path, seed: int) -> None:
+    train_reward_model(world, deps["pref_pairs"] / PAIRS_FILE, cfg, out_dir, seed)
