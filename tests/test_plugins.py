@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from fr_bench.sweep.__main__ import main as sweep_main
 
@@ -87,3 +88,34 @@ def test_policy_from_a_file_outside_the_repo_runs_on_two_workers(tmp_path):
     samples = [json.loads(line) for f in (tmp_path / "out" / "samples").rglob("*.jsonl")
                for line in f.read_text().splitlines()]
     assert samples and all(s["expert_choices"] is not None for s in samples)        # routed by the plug-in policy
+
+
+def test_the_policy_example_in_docs_decoding_runs(tmp_path):
+    """The `my_idea.py` of docs/decoding.md, loaded as a plug-in: with threshold 0 it always mixes in the router
+    (= FusionRoute), above 1 never (= the no-complement ablation), on a tiny router and three tiny experts."""
+    from tiny_lms import tiny_lm, tiny_router, tiny_tokenizer
+
+    from fr_bench.decoding.engine import DecodeEngine
+    from fr_bench.decoding.policies import POLICIES, FusionRoute
+    from fr_bench.plugins import load_plugins
+
+    doc = (REPO / "docs" / "decoding.md").read_text()
+    block = next(b for b in doc.split("```python\n")[1:] if '@register_policy("confident_complement")' in b)
+    (tmp_path / "my_idea.py").write_text(block.split("```")[0])
+    load_plugins([str(tmp_path / "my_idea.py")])
+    idea = POLICIES.get("confident_complement")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tok = tiny_tokenizer()
+        models = [tiny_router("llama", 0, n_experts=3), *[tiny_lm("llama", s) for s in (1, 2, 3)]]
+        prompts = ["a b c", "d e"]
+
+        def decode(policy):
+            return [o.token_ids for o in DecodeEngine(models, policy, tok, eos_ids=set()).generate(prompts, 6, [])[0]]
+
+        assert decode(idea(router=0, experts=[1, 2, 3], threshold=0.0)) == decode(FusionRoute(0, [1, 2, 3]))
+        assert decode(idea(router=0, experts=[1, 2, 3], threshold=1.1)) == decode(
+            FusionRoute(0, [1, 2, 3], complement=False))
+    finally:
+        torch.set_num_threads(threads)
