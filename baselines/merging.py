@@ -18,7 +18,9 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
+from fr_bench.artifacts import register_artifact
 from fr_bench.config import ConfigError
+from fr_bench.world import World
 
 METHODS = ("task_arithmetic", "ties", "dare", "dare_ties")
 # Density used when the config leaves it unset: TIES keeps the top 20% (Yadav et al. 2023's default k);
@@ -231,3 +233,18 @@ def build_merged_model(base_path: str | Path, expert_paths: Sequence[str | Path]
         "base": str(base_path), "experts": [str(p) for p in expert_paths],
         "fraction_of_parameters_changed": changed}, indent=2) + "\n")
     return out_dir
+
+
+def _register_merge(method: str, seeded: bool, description: str) -> None:
+    """Artifact `merge_<method>`: the merge of the world's experts into its base (one builder per merge method)."""
+    def build(world: World, cfg: MergeConfig, deps: dict[str, Path], out_dir: Path, seed: int) -> None:
+        build_merged_model(world.base, list(world.experts.values()), cfg, out_dir, method=method, seed=seed,
+                           tokenizer_path=world.tokenizer)
+
+    build.__name__ = build.__qualname__ = f"merge_{method}"
+    register_artifact(f"merge_{method}", config=MergeConfig, seeded=seeded, description=description)(build)
+
+
+_register_merge("task_arithmetic", False, "task arithmetic merge of the experts")
+_register_merge("ties", False, "TIES merge of the experts")
+_register_merge("dare", True, "DARE merge of the experts (random drop mask: seeded)")

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fr_bench.artifacts import register_artifact
 from fr_bench.chat import encode_example, format_prompt
 from fr_bench.config import ConfigError
 from fr_bench.training.data import right_pad
@@ -251,3 +252,8 @@ def train_prompt_router(world: World, cfg: PromptRouterConfig, out_dir: str | Pa
         "mean_logprob": dict(zip(names, [round(x, 5) for x in logprobs[i].tolist()]))}) + "\n"
         for i, r in enumerate(rows)))
     return metrics
+
+
+@register_artifact("prompt_router", config=PromptRouterConfig, description="sequence-level prompt classifier")
+def build_prompt_router(world: World, cfg: PromptRouterConfig, deps: dict[str, Path], out_dir: Path, seed: int) -> None:
+    train_prompt_router(world, cfg, out_dir, seed)

@@ -24,8 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from fr_bench.artifacts import register_artifact
 from fr_bench.chat import format_prompt
 from fr_bench.config import ConfigError
+from fr_bench.training.artifacts import PAIRS_FILE
 from fr_bench.training.data import right_pad
 from fr_bench.world import World
 
@@ -341,3 +343,12 @@ def train_reward_model(world: World, pairs_path: str | Path, cfg: RewardModelCon
         {"max_length": cfg.max_length, "init": cfg.init_path(world), "pairs": str(pairs_path), "seed": seed,
          "config": asdict(cfg), "metrics": metrics}, indent=2) + "\n")
     return metrics
+
+
+@register_artifact("reward_model", config=RewardModelConfig, conditional_deps=(("pref_pairs", "path", None),),
+                   description="Bradley-Terry reward model on CDPO's pairs, or a pretrained one (path)")
+def build_reward_model(world: World, cfg: RewardModelConfig, deps: dict[str, Path], out_dir: Path, seed: int) -> None:
+    if cfg.path is not None:
+        use_pretrained_reward_model(cfg, out_dir)
+    else:
+        train_reward_model(world, deps["pref_pairs"] / PAIRS_FILE, cfg, out_dir, seed)

@@ -25,7 +25,7 @@ from fr_bench.decoding.engine import DecodeEngine, Decoded
 from fr_bench.decoding.method import DecodeOptions, EngineMethod
 from fr_bench.decoding.policies import SingleModel
 from fr_bench.methods import register_method
-from fr_bench.methods.base import Generation
+from fr_bench.types import Generation
 from fr_bench.models.expert_pool import ExpertPool
 
 from .prompt_router import PromptRouter, _pad_id, mean_response_logprobs

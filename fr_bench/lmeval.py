@@ -31,7 +31,7 @@ from lm_eval.api.registry import register_model
 
 from .config import ConfigError
 from .lmeval_tasks import export_tasks_main
-from .methods.base import Method
+from .types import Method
 from .world import World
 
 # gen_kwargs keys the engine honours, and values of other common keys that change nothing (so are accepted)

@@ -105,7 +105,6 @@ def test_a_pretrained_sequence_classifier_from_a_path(tiny_world, tmp_path) -> N
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from fr_bench.artifacts import get_artifact
-    from fr_bench.sweep.builders import reward_model as build
 
     torch.manual_seed(3)
     clf = AutoModelForSequenceClassification.from_pretrained(tiny_world.base, num_labels=1).eval()
@@ -115,7 +114,7 @@ def test_a_pretrained_sequence_classifier_from_a_path(tiny_world, tmp_path) -> N
     assert get_artifact("reward_model").deps_for(cfg) == ()                       # no preference pairs built
     assert get_artifact("reward_model").deps_for(RewardModelConfig()) == ("pref_pairs",)
     (tmp_path / "art").mkdir()
-    build(tiny_world, cfg, {}, tmp_path / "art", 0)
+    get_artifact("reward_model").build(tiny_world, cfg, {}, tmp_path / "art", 0)
     meta = json.loads((tmp_path / "art" / "reward_model.json").read_text())
     assert meta["head"] == "sequence_classification" and not (tmp_path / "art" / "config.json").exists()
     rm = RewardModel.from_pretrained(tmp_path / "art")

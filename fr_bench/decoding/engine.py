@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from transformers.masking_utils import create_masks_for_generate
 
-from ..methods.base import Generation
+from ..types import Generation
 from .row_cache import RowCache
 
 

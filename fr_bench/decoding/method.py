@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from ..config import ConfigError, load_config
-from ..methods.base import Generation, Method
+from ..types import Generation, Method
 from .engine import DecodeEngine, DecodeStats
 
 

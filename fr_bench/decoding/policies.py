@@ -3,20 +3,39 @@
 A policy is a small object with `step(run) -> (logits [B, V], choices [B] | None)`; `run(i)` returns model i's
 next-token outputs (running it, with lazy catch-up, only when asked) and `run(i, rows)` computes them only for batch
 rows `rows`. Model indices refer to the engine's model list.
-A new token-level routing idea is one more class here (or in its own file) plus a `Method` that builds the engine.
+A new token-level routing idea is one such class registered with `@register_policy("name")` (here, in its
+own file, or in a plug-in) plus a YAML entry `{method: fusionroute, options: {policy: name, policy_options: {...}}}`:
+the `fusionroute` method loads the trained router and the experts and builds the policy with
+`cls(router=0, experts=[1, ..., N], **policy_options)` (docs/decoding.md, "Write a policy").
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from .engine import ModelOutput, Run
+from ..registry import Registry, RegistryError
+from .engine import ModelOutput, Policy, Run
 
 COMBINE_RULES = ("logprob", "logit")
 CONFIDENCE_CRITERIA = ("max_prob", "entropy")
 
 
+POLICIES: Registry[type[Policy]] = Registry("policy")
+
+
+def register_policy(name: str) -> Callable[[type[Policy]], type[Policy]]:
+    """Decorator on a policy class: a class with `step(run) -> (logits, choices | None)` (the engine's `Policy`)."""
+    def deco(cls: type[Policy]) -> type[Policy]:
+        if not (isinstance(cls, type) and callable(getattr(cls, "step", None))):
+            raise RegistryError(f"policy '{name}': {cls!r} is not a class with a step(run) method")
+        return POLICIES.add(name, cls)
+
+    return deco
+
+
+@register_policy("single_model")
 @dataclass
 class SingleModel:
     """One model decodes alone: a domain expert, the base, a merged or fine-tuned model."""
@@ -40,6 +59,7 @@ def routed_logits(run: Run, experts: list[int], choices: torch.Tensor) -> torch.
     return logits
 
 
+@register_policy("fusionroute")
 @dataclass
 class FusionRoute:
     """FusionRoute (arXiv 2601.05106): the router picks one expert per token and adds its own logits.
@@ -73,6 +93,7 @@ class FusionRoute:
         return router.routing_logits.argmax(-1)
 
 
+@register_policy("confidence")
 @dataclass
 class Confidence:
     """Confidence routing, not Collab (that is `fr_bench/decoding/collab.py`): every expert runs each step and the

@@ -9,13 +9,15 @@
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import ConfigError
 from ..decoding.engine import DecodeEngine
 from ..decoding.method import DecodeOptions, EngineMethod
-from ..decoding.policies import COMBINE_RULES, FusionRoute
+from ..decoding.policies import COMBINE_RULES, POLICIES
 from ..models.expert_pool import ExpertPool
 from ..models.loading import check_same_vocabulary, checkpoint_location, freeze, torch_dtype
 from ..models.router import RouterModel
@@ -29,6 +31,10 @@ class FusionRouteOptions(DecodeOptions):
     complement: bool = True            # add the router's logits to the selected expert's (False = ablation)
     combine: str = "logprob"           # logprob: log_softmax(z_r) + log_softmax(z_e) (paper); logit: z_r + z_e
     stages: list[str] = field(default_factory=lambda: ["sft", "cdpo"])   # which trained router to use
+    # The decode policy (a name in fr_bench.decoding.policies.POLICIES, built-in or from a plug-in), built as
+    # cls(router=0, experts=[1..N], **policy_options); `fusionroute` takes complement/combine from the keys above.
+    policy: str = "fusionroute"
+    policy_options: dict[str, Any] = field(default_factory=dict)
 
 
 @register_method("fusionroute")
@@ -44,6 +50,21 @@ class FusionRouteMethod(EngineMethod):
         if self.cfg.combine not in COMBINE_RULES:
             raise ConfigError(f"method '{self.name}': combine '{self.cfg.combine}' is unknown; use one of "
                               f"{list(COMBINE_RULES)}")
+        try:
+            inspect.signature(self.policy_class()).bind(router=0, experts=[], **self.policy_kwargs())
+        except KeyError as exc:
+            raise ConfigError(f"method '{self.name}': policy: {exc.args[0]}") from exc
+        except TypeError as exc:
+            raise ConfigError(f"method '{self.name}': policy_options {dict(self.cfg.policy_options)} do not fit "
+                              f"policy '{self.cfg.policy}' ({exc}); see its class's fields.") from exc
+
+    def policy_class(self) -> type:
+        return POLICIES.get(self.cfg.policy)
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        if self.cfg.policy == "fusionroute":
+            return {"complement": self.cfg.complement, "combine": self.cfg.combine, **self.cfg.policy_options}
+        return dict(self.cfg.policy_options)
 
     def requires(self) -> list[str]:
         return [STAGE_ARTIFACTS[tuple(self.cfg.stages)]]
@@ -63,8 +84,7 @@ class FusionRouteMethod(EngineMethod):
             router.lm.set_attn_implementation(self.cfg.attn_implementation)
         pool = ExpertPool.load(self.world.experts, self.world.tokenizer, self.dtype, self.device,
                                self.cfg.attn_implementation, vocab_size=vocab_size)
-        policy = FusionRoute(router=0, experts=list(range(1, len(pool) + 1)), complement=self.cfg.complement,
-                             combine=self.cfg.combine)
+        policy = self.policy_class()(router=0, experts=list(range(1, len(pool) + 1)), **self.policy_kwargs())
         self.engine = DecodeEngine([freeze(router.to(self.device)), *pool.models], policy, self.tokenizer(),
                                    lazy=self.cfg.lazy)
 

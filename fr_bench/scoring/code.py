@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from .sandbox import Program, SandboxConfig, run_programs
 
 if TYPE_CHECKING:
-    from ..tasks.base import SampleResult
+    from ..types import SampleResult
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"python", "py", "python3", "py3"}
@@ -84,7 +84,7 @@ def _top_level_names(reference: str) -> tuple[str, ...]:
 def score_programs(ids: Sequence[str], programs: Sequence[Program], extracted: Sequence[str],
                    config: SandboxConfig | None = None) -> list["SampleResult"]:
     """Run every program in the sandbox (in parallel) and turn the verdicts into per-sample results."""
-    from ..tasks.base import SampleResult
+    from ..types import SampleResult
 
     runs = run_programs(programs, config)
     return [SampleResult(id=i, extracted=code, gold=None, correct=r.passed, metrics={"pass@1": float(r.passed)},

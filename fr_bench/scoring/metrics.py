@@ -15,7 +15,7 @@ import torch
 from torchmetrics import Metric
 
 if TYPE_CHECKING:
-    from ..tasks.base import SampleResult
+    from ..types import SampleResult
 
 
 class RatioOfSums(Metric):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..config import ConfigError, load_config
+from ..plugins import load_plugins, resolve_plugins
 from .config import SweepConfig
 from .executor import check_executor, open_executor
 from .plan import make_plan, select
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).propagate = False
     try:
         cfg = load_config(SweepConfig, args.config, args.overrides)
+        cfg.plugins = resolve_plugins(cfg.plugins, Path(args.config).resolve().parent)
+        load_plugins(cfg.plugins)
         check_executor(cfg.executor)
         plan = select(make_plan(cfg, world_key(cfg.world), planned_tasks(cfg)), args.only)
     except ConfigError as exc:
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    with open_executor(cfg.executor, cfg.threads) as executor:  # one worker pool for the world, artifacts, cells
+    # one worker pool for the world, artifacts and cells
+    with open_executor(cfg.executor, cfg.threads, tuple(cfg.plugins)) as executor:
         try:
             world = resolve_world(cfg, executor.processes)
         except ConfigError as exc:

@@ -69,6 +69,9 @@ class ExecutorConfig:
 @dataclass
 class SweepConfig:
     name: str = MISSING
+    # Python files (relative to this YAML) or module names imported before any lookup, here and in every worker:
+    # methods, policies, tasks and artifacts they register work like built-ins (fr_bench/plugins.py).
+    plugins: list[str] = field(default_factory=list)
     world: WorldConfig = field(default_factory=WorldConfig)
     methods: dict[str, MethodEntry] = field(default_factory=dict)
     # Display name -> task. Empty with a micro world = the world's four micro tasks.

@@ -14,12 +14,14 @@ import contextlib
 import logging
 import math
 import os
+import pickle
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
 from ..config import ConfigError
 from ..parallel import WorkerPool
+from ..plugins import load_plugins
 from .config import ExecutorConfig
 
 log = logging.getLogger("fr_bench.sweep")
@@ -50,15 +52,24 @@ class InlineExecutor:
         return fut
 
 
+def run_with_plugins(plugins: tuple[str, ...], payload: bytes) -> Any:
+    """A task in a worker or on a Ray node: import the sweep's plug-ins, then unpickle the task (its arguments may
+    hold a plug-in's classes) and run it."""
+    load_plugins(plugins)
+    fn, args = pickle.loads(payload)
+    return fn(*args)
+
+
 class PoolExecutor:
     """Tasks on spawned worker processes (`workers: N` or one per GPU), started at the first task; one slot each."""
 
-    def __init__(self, workers: int, threads: int, devices: list[str] | None) -> None:
+    def __init__(self, workers: int, threads: int, devices: list[str] | None, plugins: tuple[str, ...] = ()) -> None:
         self.processes = WorkerPool(workers, threads, devices)
         self.slots = float(workers)
+        self.plugins = plugins
 
     def submit(self, fn: Callable[..., Any], *args: Any, cpus: float, gpus: float) -> Future:
-        return self.processes.submit(fn, *args)
+        return self.processes.submit(run_with_plugins, self.plugins, pickle.dumps((fn, args)))
 
 
 class RayExecutor:
@@ -67,15 +78,17 @@ class RayExecutor:
     processes = None
     slots = math.inf  # the cluster queues tasks by their resources
 
-    def __init__(self, cfg: ExecutorConfig) -> None:
+    def __init__(self, cfg: ExecutorConfig, plugins: tuple[str, ...] = ()) -> None:
         import ray
 
+        self.plugins = plugins
         if not ray.is_initialized():
             ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False)
         self.ray = ray
 
     def submit(self, fn: Callable[..., Any], *args: Any, cpus: float, gpus: float) -> Future:
-        return self.ray.remote(num_cpus=cpus, num_gpus=gpus)(fn).remote(*args).future()
+        task = self.ray.remote(num_cpus=cpus, num_gpus=gpus)(run_with_plugins)
+        return task.remote(self.plugins, pickle.dumps((fn, args))).future()
 
 
 def gpu_devices(cfg: ExecutorConfig) -> list[str]:
@@ -135,15 +148,16 @@ def check_executor(cfg: ExecutorConfig) -> int:
 
 
 @contextlib.contextmanager
-def open_executor(cfg: ExecutorConfig, threads: int) -> Iterator[Executor]:
-    """The executor `cfg` describes; a worker pool is shut down on exit (after its running tasks end)."""
+def open_executor(cfg: ExecutorConfig, threads: int, plugins: tuple[str, ...] = ()) -> Iterator[Executor]:
+    """The executor `cfg` describes, importing `plugins` (resolved, `fr_bench.plugins`) in every process it runs
+    tasks in; a worker pool is shut down on exit (after its running tasks end)."""
     workers = check_executor(cfg)
     if cfg.kind == "ray":
-        yield RayExecutor(cfg)
+        yield RayExecutor(cfg, plugins)
     elif workers == 1 and not cfg.gpus:
         yield InlineExecutor()
     else:
-        executor = PoolExecutor(workers, threads, gpu_devices(cfg) or None)
+        executor = PoolExecutor(workers, threads, gpu_devices(cfg) or None, plugins)
         try:
             yield executor
         finally:

@@ -67,7 +67,7 @@ def execute(plan: Plan, world: World, cfg: SweepConfig, executor: Executor | Non
                           cfg.executor.num_cpus_per_cell, cfg.executor.num_gpus_per_cell))
     total = sum(len(job.cells) for job, _ in jobs)
     bar = tqdm(total=total, desc="cells", unit="cell", disable=not progress or total == 0)
-    with contextlib.nullcontext(executor) if executor is not None else open_executor(cfg.executor, cfg.threads) as ex:
+    with contextlib.nullcontext(executor) if executor is not None else open_executor(cfg.executor, cfg.threads, tuple(cfg.plugins)) as ex:
         for task, result in run_tasks(ex, longest_chains_first(tasks)):
             if task.fn is run_job:
                 bar.update(len(result))

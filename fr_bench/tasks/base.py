@@ -7,25 +7,9 @@ sums sync across processes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
-
-@dataclass
-class SampleResult:
-    """The score of one output: `metrics` holds this row's value of every task metric (1.0/0.0 or a fraction), or a
-    list of values when the metric averages over parts of a row (IFEval's per-instruction accuracy)."""
-
-    id: str
-    extracted: Any
-    gold: Any
-    correct: bool
-    metrics: dict[str, float | list[float]]
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "extracted": self.extracted, "gold": self.gold, "correct": self.correct,
-                "metrics": self.metrics, **({"details": self.details} if self.details else {})}
+from ..types import SampleResult
 
 
 class Task(ABC):

@@ -92,7 +92,8 @@ def fit_causal_lm(model: torch.nn.Module, tokenizer: Any, train_rows: Sequence[d
     if cfg.tensorboard:
         loggers.append(L.pytorch.loggers.TensorBoardLogger(str(log_dir), name=name, version=0))
     L.seed_everything(cfg.seed, verbose=False)
-    module = CausalLMModule(model, cfg)
+    module = CausalLMModule(model, cfg, partial(warmup_cosine, warmup=cfg.warmup_steps, total=cfg.max_steps,
+                                                min_ratio=cfg.min_lr_ratio))
     trainer = L.Trainer(
         max_steps=cfg.max_steps, max_epochs=-1, accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
         logger=loggers, enable_checkpointing=False, enable_progress_bar=cfg.progress_bar, enable_model_summary=False,

@@ -1,22 +1,24 @@
 """The LightningModule behind `fit_causal_lm`: a causal LM trained on its own shifted cross-entropy."""
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import lightning as L
 import torch
 
-from .lm import LMTrainConfig, warmup_cosine
+if TYPE_CHECKING:
+    from .lm import LMTrainConfig
 
 
 class CausalLMModule(L.LightningModule):
-    """Wraps a causal LM; the loss is the model's own shifted cross-entropy over labels != -100."""
+    """Wraps a causal LM; the loss is the model's own shifted cross-entropy over labels != -100. `lr_lambda` maps
+    the optimizer step to the LR multiplier (the caller's schedule, so this module needs nothing from `lm`)."""
 
-    def __init__(self, model: torch.nn.Module, cfg: LMTrainConfig) -> None:
+    def __init__(self, model: torch.nn.Module, cfg: "LMTrainConfig", lr_lambda: Callable[[int], float]) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
+        self.lr_lambda = lr_lambda
         self.tokens_seen = 0
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -39,6 +41,5 @@ class CausalLMModule(L.LightningModule):
         no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, partial(warmup_cosine, warmup=cfg.warmup_steps, total=cfg.max_steps, min_ratio=cfg.min_lr_ratio))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self.lr_lambda)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
