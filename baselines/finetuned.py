@@ -1,7 +1,7 @@
 """The direct fine-tuning baseline (paper: "Fine-tuned Model"): the router's init after the same SFT then DPO recipe
 as FusionRoute's router, on the same data and budget, with no routing; decoded alone through the engine.
 
-The artifact `finetuned` is built by `fr_bench.training.stages.train_finetuned`.
+The artifact `finetuned` is built by `fr_bench.training.preference_stages.train_finetuned`.
 """
 from __future__ import annotations
 

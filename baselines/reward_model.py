@@ -27,8 +27,7 @@ from torch.utils.data import DataLoader
 from fr_bench.artifacts import register_artifact
 from fr_bench.chat import format_prompt
 from fr_bench.config import ConfigError
-from fr_bench.training.artifacts import PAIRS_FILE
-from fr_bench.training.data import right_pad
+from fr_bench.training.data import PAIRS_FILE, right_pad
 from fr_bench.world import World
 
 

@@ -8,6 +8,9 @@ and docstring edits do not invalidate the cache.
 from __future__ import annotations
 
 import ast
+import hashlib
+import inspect
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +24,11 @@ class SourceIndex:
 
     files: dict[str, Path] = field(default_factory=dict)
     packages: set[str] = field(default_factory=set)
+    root: Path = ROOT
 
     @classmethod
     def of_project(cls, root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> "SourceIndex":
-        index = cls()
+        index = cls(root=root)
         for pkg in packages:
             for path in sorted((root / pkg).rglob("*.py")):
                 parts = list(path.relative_to(root).with_suffix("").parts)
@@ -40,7 +44,7 @@ class SourceIndex:
     def label(self, module: str) -> str:
         """How a module is named to a person: its path relative to the checkout (or the plug-in's path)."""
         path = self.files[module]
-        return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
 
 
 def _tree(path: Path) -> ast.Module:
@@ -60,8 +64,8 @@ def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
     return nodes
 
 
-def imports_of(index: SourceIndex, module: str) -> set[str]:
-    """The project modules `module` imports at run time, anywhere in its body (a submodule import names the
+def _imports_in(index: SourceIndex, module: str, nodes: list[ast.AST]) -> set[str]:
+    """The project modules imported by the import statements among `nodes` (a submodule import names the
     submodule)."""
     package = module if module in index.packages else module.rpartition(".")[0]
     found: set[str] = set()
@@ -72,7 +76,7 @@ def imports_of(index: SourceIndex, module: str) -> set[str]:
         if name:
             found.add(name)
 
-    for node in _runtime_nodes(_tree(index.files[module])):
+    for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 target(alias.name)
@@ -87,6 +91,11 @@ def imports_of(index: SourceIndex, module: str) -> set[str]:
                 target(sub if sub in index.files else source)
     found.discard(module)
     return found
+
+
+def imports_of(index: SourceIndex, module: str) -> set[str]:
+    """The project modules `module` imports at run time, anywhere in its body."""
+    return _imports_in(index, module, _runtime_nodes(_tree(index.files[module])))
 
 
 def import_graph(index: SourceIndex) -> dict[str, set[str]]:
@@ -126,3 +135,88 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if v not in order:
             visit(v)
     return found
+
+
+# --- Code fingerprints: what a cached artifact or cell was computed with ------------------------------------------
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+class Fingerprinter:
+    """Hashes of the project's modules (AST without docstrings, so comments, blank lines and docstrings do not
+    count) and of the code behind an object: its module and every project module reachable from it by imports.
+
+    A function is followed through its own imports and its module's top-level imports only, so a builder module can
+    hold several builders that import different stages (editing CDPO's stage does not touch the SFT builder)."""
+
+    def __init__(self, index: SourceIndex | None = None) -> None:
+        self.index = index or SourceIndex.of_project()
+        self._hash: dict[str, str] = {}
+        self._imports: dict[str, set[str]] = {}
+
+    def module_hash(self, module: str) -> str:
+        if module not in self._hash:
+            dumped = ast.dump(_strip_docstrings(_tree(self.index.files[module])), include_attributes=False)
+            self._hash[module] = hashlib.sha256(dumped.encode()).hexdigest()[:16]
+        return self._hash[module]
+
+    def _module_of(self, obj: object) -> str | None:
+        """The object's module in the index; a plug-in file (loaded under its own name) is added on first sight."""
+        name = getattr(obj, "__module__", None)
+        if name is None:
+            return None
+        if name not in self.index.files:
+            file = getattr(sys.modules.get(name), "__file__", None)
+            if not file or not file.endswith(".py"):
+                return None
+            self.index.add(name, Path(file).resolve())
+        return name
+
+    def _closure(self, roots: set[str]) -> set[str]:
+        seen, todo = set(), list(roots)
+        while todo:
+            m = todo.pop()
+            if m in seen:
+                continue
+            seen.add(m)
+            if m not in self._imports:
+                self._imports[m] = imports_of(self.index, m)
+            todo.extend(self._imports[m] - seen)
+        return seen
+
+    def roots(self, obj: object) -> set[str]:
+        module = self._module_of(obj)
+        if module is None:
+            return set()
+        if not inspect.isfunction(obj):
+            return {module}
+        tree = _tree(self.index.files[module])
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        own = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+               and n.name == obj.__name__]
+        nodes = top + [x for n in own for x in _runtime_nodes(n)]
+        return {module} | _imports_in(self.index, module, nodes)
+
+    def code(self, *objects: object) -> dict[str, str]:
+        """{module label: hash} of every project module behind `objects` (sorted by label)."""
+        modules: set[str] = set()
+        for obj in objects:
+            module = self._module_of(obj)
+            if module is None:
+                continue
+            # a function's own module counts as code, but only the imports it uses are followed
+            follow = self.roots(obj) - {module} if inspect.isfunction(obj) else {module}
+            modules |= {module} | self._closure(follow)
+        return dict(sorted((self.index.label(m), self.module_hash(m)) for m in modules))
+
+
+def code_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """Labels of the modules whose hash differs (or that appeared / disappeared) between two fingerprints."""
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -54,6 +54,12 @@ class Method(ABC):
         """Names of artifacts (see `fr_bench.artifacts`) this method needs built before `load`."""
         return []
 
+    def code_objects(self) -> list[object]:
+        """What the method's results are computed with, for the sweep's code fingerprint: its class (its module and
+        every project module that imports reach). A method that plugs in code chosen by its options (a policy from a
+        plug-in) adds it here."""
+        return [type(self)]
+
     @abstractmethod
     def load(self, artifacts: dict[str, Path]) -> None:
         """Load models from the built artifacts (and the world's checkpoints)."""

@@ -12,7 +12,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from fr_bench.chat import format_prompt
 from fr_bench.methods import get_method_class
 from fr_bench.training.configs import CDPOConfig, FinetuneConfig, PairsConfig, SFTConfig
-from fr_bench.training.stages import train_finetuned, train_finetuned_from_config, train_router_sft
+from fr_bench.training.preference_stages import train_finetuned, train_finetuned_from_config
+from fr_bench.training.stages import train_router_sft
 from training_world import single_thread, world, write_pairs  # noqa: F401  (module fixtures)
 
 SFT = dict(lr=1e-2, epochs=3, batch_size=8, max_length=32)

@@ -69,6 +69,9 @@ class FusionRouteMethod(EngineMethod):
     def requires(self) -> list[str]:
         return [STAGE_ARTIFACTS[tuple(self.cfg.stages)]]
 
+    def code_objects(self) -> list[object]:
+        return [type(self), self.policy_class()]
+
     def load(self, artifacts: dict[str, Path]) -> None:
         name = self.requires()[0]
         if name not in artifacts:

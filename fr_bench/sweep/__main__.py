@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ..cache import is_complete
     from .cells import cell_done
+    from . import code_index
     from .run import artifact_path, assemble, execute, render
 
     if args.dry_run:
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         todo_a = sum(not is_complete(artifact_path(n.key)) for n in plan.artifacts)
         todo_c = len({c.key for c in plan.cells if not cell_done(c.key)})
         print(f"to build: {todo_a} artifact(s); to evaluate: {todo_c} cell(s)")
+        stale = code_index.describe_stale(plan)
+        if stale:
+            print("why:\n" + stale)
         return 0
     start = time.perf_counter()
     if cfg.threads:
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         built, ran = execute(plan, world, cfg, executor, force_train=args.force_train,
                              force=args.force or args.force_train)
+    code_index.record(plan)
     out = Path(args.out) if args.out else Path(cfg.reports_dir) / cfg.name
     assemble(plan, world, cfg, out)
     if not args.no_report:

@@ -14,8 +14,11 @@ from typing import Any
 from .. import __version__
 from ..artifacts import ARTIFACTS, closure, get_artifact
 from ..cache import config_hash
+from ..codegraph import Fingerprinter
 from ..config import ConfigError, load_config, to_dict
 from ..methods import get_method_class
+from ..tasks import TASKS
+from ..types import Method
 from ..world import TaskSpec
 from .config import MethodEntry, SweepConfig
 
@@ -27,6 +30,8 @@ class ArtifactNode:
     key: str
     deps: dict[str, str]      # dependency name -> its key
     config: Any               # validated dataclass instance (or None)
+    code: dict[str, str] = field(default_factory=dict)   # module label -> AST hash of the code that builds it
+    base_key: str = ""        # the key without any code fingerprint: the same thing across code edits
 
     @property
     def label(self) -> str:
@@ -43,6 +48,8 @@ class Cell:
     key: str
     artifacts: dict[str, str] = field(default_factory=dict)  # artifact name -> key
     seeded: bool = True
+    code: dict[str, str] = field(default_factory=dict)   # module label -> AST hash (method, policy, task, scorer)
+    base_key: str = ""
 
     @property
     def label(self) -> str:
@@ -91,13 +98,14 @@ def _check_artifact_names(names: Any, where: str) -> None:
         raise ConfigError(f"{where}.{unknown[0]}: no such artifact; known: {', '.join(sorted(ARTIFACTS))}")
 
 
-def method_requires(entry: MethodEntry, display: str) -> list[str]:
+def method_of(entry: MethodEntry, display: str) -> Method:
+    """The method with its options checked (no world: nothing is loaded), for its artifacts and its code."""
     try:
         cls = get_method_class(entry.method)
     except KeyError as exc:
         raise ConfigError(f"methods.{display}.method: {exc.args[0]}") from exc
     try:
-        return cls(world=None, options=dict(entry.options), seed=0).requires()  # type: ignore[arg-type]
+        return cls(world=None, options=dict(entry.options), seed=0)  # type: ignore[arg-type]
     except (KeyError, ValueError, TypeError) as exc:
         raise ConfigError(f"methods.{display}.options: {exc}") from exc
 
@@ -109,7 +117,9 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
         raise ConfigError("seeds: empty list; give at least one seed, e.g. seeds: [0].")
     if not tasks:
         raise ConfigError("tasks: the sweep names no tasks; add entries or use a micro world.")
-    requires = {m: method_requires(e, m) for m, e in cfg.methods.items()}
+    methods = {m: method_of(e, m) for m, e in cfg.methods.items()}
+    requires = {m: method.requires() for m, method in methods.items()}
+    fingerprints = Fingerprinter()
     _check_artifact_names(cfg.artifacts, "artifacts")
     for m, e in cfg.methods.items():
         _check_artifact_names(e.artifacts, f"methods.{m}.artifacts")
@@ -138,8 +148,11 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
         deps = {d: node(d, seed, method) for d in deps_of(name, method)}
         s = seed if defn.seeded or any(n.seed is not None for n in deps.values()) else None
         dep_keys = {d: n.key for d, n in deps.items()}
-        key = config_hash("artifact", name, world_key, to_dict(conf) if conf is not None else None, s, dep_keys)
-        return nodes.setdefault(key, ArtifactNode(name, s, key, dep_keys, conf))
+        identity = ("artifact", name, world_key, to_dict(conf) if conf is not None else None, s)
+        code = fingerprints.code(defn.builder)
+        key = config_hash(*identity, dep_keys, code)
+        base = config_hash(*identity, {d: n.base_key for d, n in deps.items()})
+        return nodes.setdefault(key, ArtifactNode(name, s, key, dep_keys, conf, code, base))
 
     cells: list[Cell] = []
     for display, entry in cfg.methods.items():
@@ -153,9 +166,13 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
             for tname, spec in tasks.items():
                 limit = spec.limit if cfg.limit is None else min(x for x in (spec.limit, cfg.limit) if x is not None)
                 spec = dataclasses.replace(spec, limit=limit)
-                key = config_hash("cell", __version__, world_key, entry.method, dict(entry.options), to_dict(spec),
-                                  seed if seeded else None, {a: n.key for a, n in arts.items()})
-                cells.append(Cell(display, entry, tname, spec, seed, key, {a: n.key for a, n in arts.items()}, seeded))
+                identity = ("cell", __version__, world_key, entry.method, dict(entry.options), to_dict(spec),
+                            seed if seeded else None)
+                code = fingerprints.code(*methods[display].code_objects(), TASKS.get(spec.task))
+                key = config_hash(*identity, {a: n.key for a, n in arts.items()}, code)
+                base = config_hash(*identity, {a: n.base_key for a, n in arts.items()})
+                cells.append(Cell(display, entry, tname, spec, seed, key, {a: n.key for a, n in arts.items()}, seeded,
+                                  code, base))
     order = {n: i for i, n in enumerate(names)}
     artifacts = sorted(nodes.values(), key=lambda n: (order[n.name], -1 if n.seed is None else n.seed, n.key))
     return Plan(world_key, artifacts, cells)

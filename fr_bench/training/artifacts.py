@@ -14,8 +14,8 @@ from typing import Any
 from ..artifacts import register_artifact
 from ..world import World
 from .configs import CDPOConfig, FinetuneConfig, PairsConfig, SFTConfig
+from .data import PAIRS_FILE
 
-PAIRS_FILE = "pairs.jsonl"
 
 
 def _seeded(cfg: Any, seed: int) -> Any:
@@ -41,7 +41,7 @@ def pref_pairs(world: World, cfg: Any, deps: dict[str, Path], out_dir: Path, see
 @register_artifact("router_cdpo", deps=("router_sft", "pref_pairs"), config=CDPOConfig,
                    description="router after CDPO mixed with SFT")
 def router_cdpo(world: World, cfg: Any, deps: dict[str, Path], out_dir: Path, seed: int) -> None:
-    from .stages import train_router_cdpo
+    from .preference_stages import train_router_cdpo
 
     train_router_cdpo(world, _seeded(cfg, seed), deps["router_sft"], out_dir,
                       pairs_path=deps["pref_pairs"] / PAIRS_FILE)
@@ -50,7 +50,7 @@ def router_cdpo(world: World, cfg: Any, deps: dict[str, Path], out_dir: Path, se
 @register_artifact("finetuned", config=FinetuneConfig, conditional_deps=(("pref_pairs", "pairs_from", "given"),),
                    description="direct fine-tuning baseline: same init, same SFT then DPO recipe, no routing")
 def finetuned(world: World, cfg: Any, deps: dict[str, Path], out_dir: Path, seed: int) -> None:
-    from .stages import train_finetuned_from_config
+    from .preference_stages import train_finetuned_from_config
 
     cfg = dataclasses.replace(cfg, sft=_seeded(cfg.sft, seed), dpo=_seeded(cfg.dpo, seed))
     pairs = deps["pref_pairs"] / PAIRS_FILE if "pref_pairs" in deps else None

@@ -159,7 +159,7 @@ class FinetuneConfig:
     dpo: CDPOConfig = field(default_factory=CDPOConfig)   # form is unused: plain DPO of the LM
     pairs_from: str = "self"              # self: pairs sampled from the fine-tuned SFT model (paper's recipe) |
     #                                       given: the pairs handed in (e.g. the FusionRoute SFT system's pairs)
-    devices: str = "auto"                 # copied into sft/dpo by stages.train_finetuned_from_config
+    devices: str = "auto"                 # copied into sft/dpo by preference_stages.train_finetuned_from_config
     strategy: str = "auto"
     num_nodes: int = 1
 

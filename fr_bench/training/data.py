@@ -15,6 +15,8 @@ from torch.utils.data import Dataset, Sampler
 
 from ..chat import encode_example
 
+PAIRS_FILE = "pairs.jsonl"   # the file a preference-pairs folder holds (pref_pairs artifact, self-sampled pairs)
+
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     with open(path) as fh:
