@@ -33,8 +33,9 @@ def _init_worker(threads: int, devices: "multiprocessing.Queue[str] | None", log
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices.get()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("fr_bench").setLevel(log_level)
+    from . import logs
+
+    logs.configure(log_level)
     import torch
 
     torch.set_num_threads(threads)

@@ -146,3 +146,19 @@ def test_two_worker_processes_name_failures_keep_finished_work_and_match_the_ser
     assert run(cache, tmp_path / "out", "--no-report", "executor.workers=2") == 0
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert metrics_of(tmp_path / "out") == metrics_of(reference / "out")
+
+
+def test_logs_print_each_line_once_without_per_run_noise(reference, tmp_path):
+    """A sweep on two workers that trains (router SFT) and evaluates: no Lightning line twice (once through
+    Lightning's handler, once through the root's), no cloud-logging tip, no per-cell "Loading weights" bar."""
+    cache = world_only(reference, tmp_path)
+    env = {**os.environ, "FR_BENCH_CACHE": str(cache)}
+    proc = subprocess.run([sys.executable, "-m", "fr_bench.sweep", SMOKE, "--out", str(tmp_path / "out"),
+                           "--no-report", "executor.workers=2", "--only", "fusionroute_sft_only/micro_math/seed0"],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = proc.stdout + proc.stderr
+    assert "building router_sft[seed=0]" in text                  # fr_bench's own INFO lines still show
+    assert "litlogger" not in text and "Loading weights" not in text and "Writing model shards" not in text
+    messages = [line.split(": ", 1)[-1] for line in text.splitlines() if "lightning" in line or line.startswith("INFO:")]
+    assert len(messages) == len(set(messages)), messages

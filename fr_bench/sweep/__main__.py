@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import logs
 from ..config import ConfigError, load_config
 from ..plugins import load_plugins, resolve_plugins
 from .config import SweepConfig
@@ -36,10 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("fr_bench").setLevel(logging.INFO)
-    for name in ("lightning.pytorch", "lightning.fabric"):  # Lightning prints through its own handler already
-        logging.getLogger(name).propagate = False
+    logs.configure(logging.INFO)
     try:
         cfg = load_config(SweepConfig, args.config, args.overrides)
         cfg.plugins = resolve_plugins(cfg.plugins, Path(args.config).resolve().parent)
