@@ -27,7 +27,7 @@ from ..world import World
 from .cdpo import MixedDataset, RouterCDPO, collate_mixed, encode_pairs, precompute_pair_tables
 from .configs import CDPOConfig, FinetuneConfig, PairsConfig, SFTConfig
 from .data import read_jsonl
-from .expert_signals import load_or_compute_signals
+from .expert_signals import OnlineExpertSignals, load_or_compute_signals, open_frozen
 from .guards import NonFiniteLossGuard
 from .preferences import fusionroute_engine, load_preference_pairs, sample_world_pairs, single_model_engine
 from .sft import RouterSFT, SFTDataset, collate_sft, load_sft_examples
@@ -89,13 +89,24 @@ def _loss_summary(history: list[dict[str, float]], window: int = 10) -> dict[str
     return out
 
 
-def _signals(world: World, examples: list[dict], cfg: SFTConfig, pad_id: int, with_route: bool):
+def _online(world: World, cfg: SFTConfig, tokenizer: Any, with_route: bool) -> OnlineExpertSignals | None:
+    """The experts in memory for per-batch signals when `cfg.signals_online` says so (else None: the cache)."""
+    if not with_route or cfg.lambda_route == 0 or not cfg.signals_online(len(tokenizer)):
+        return None
+    experts = [open_frozen(path, torch.device("cpu"), _world_dtype(world)) for path in world.experts.values()]
+    return OnlineExpertSignals(experts, vocab=cfg.needs_vocab_signal, topk=cfg.route_vocab_topk)
+
+
+def _signals(world: World, examples: list[dict], cfg: SFTConfig, pad_id: int, with_route: bool,
+             online: bool = False):
     if not with_route or cfg.lambda_route == 0:
         return None, {}
+    if online:
+        return None, {"expert_signals": "online"}
     table, folder, hit = load_or_compute_signals(
         world.experts, examples, vocab=cfg.needs_vocab_signal, topk=cfg.route_vocab_topk,
         batch_size=cfg.signal_batch_size, pad_id=pad_id, device=_device(cfg.accelerator), dtype=_world_dtype(world))
-    return table, {"signal_cache": str(folder), "signal_cache_hit": hit, **table.stats()}
+    return table, {"expert_signals": "cache", "signal_cache": str(folder), "signal_cache_hit": hit, **table.stats()}
 
 
 def train_router_sft(world: World, cfg: SFTConfig, out_dir: str | Path) -> Path:
@@ -106,9 +117,10 @@ def train_router_sft(world: World, cfg: SFTConfig, out_dir: str | Path) -> Path:
     L.seed_everything(cfg.seed, verbose=False)
     tokenizer, pad_id = _tokenizer(world)
     examples = load_sft_examples(world, tokenizer, cfg.max_length, cfg.domains, cfg.max_examples)
-    signals, signal_info = _signals(world, examples, cfg, pad_id, with_route=True)
+    online = _online(world, cfg, tokenizer, with_route=True)
+    signals, signal_info = _signals(world, examples, cfg, pad_id, with_route=True, online=online is not None)
     router = RouterModel.from_lm(world.router_init, world.expert_names, dtype=torch.float32)
-    module = RouterSFT(router, cfg, stage="router_sft")
+    module = RouterSFT(router, cfg, stage="router_sft", online=online)
     seconds = _fit(module, SFTDataset(examples, signals), partial(collate_sft, pad_id=pad_id), cfg, out_dir,
                    "router_sft")
     router.save_pretrained(out_dir)
@@ -169,13 +181,15 @@ def _encoded_pairs(pairs: list[dict], tokenizer: Any, max_length: int, source: A
 
 
 def _mixed_sft_part(world: World, tokenizer: Any, pad_id: int, sft_cfg: SFTConfig, cfg: CDPOConfig,
-                    routed: bool) -> SFTDataset | None:
+                    routed: bool) -> tuple[SFTDataset | None, OnlineExpertSignals | None]:
+    """The SFT samples mixed into (C)DPO, with their cached signals or the experts for online ones."""
     if cfg.mix_ratio == 0:
-        return None
+        return None, None
     examples = load_sft_examples(world, tokenizer, sft_cfg.max_length, sft_cfg.domains, sft_cfg.max_examples)
     with_route = routed and cfg.mix_sft_loss == "lm+route"
-    signals, _ = _signals(world, examples, sft_cfg, pad_id, with_route)
-    return SFTDataset(examples, signals)
+    online = _online(world, sft_cfg, tokenizer, with_route)
+    signals, _ = _signals(world, examples, sft_cfg, pad_id, with_route, online=online is not None)
+    return SFTDataset(examples, signals), online
 
 
 def train_router_cdpo(world: World, cfg: CDPOConfig, sft_dir: str | Path, out_dir: str | Path,
@@ -197,9 +211,9 @@ def train_router_cdpo(world: World, cfg: CDPOConfig, sft_dir: str | Path, out_di
     tables = precompute_pair_tables(router, list(world.experts.values()), seqs, cfg.form,
                                     batch_size=cfg.precompute_batch_size, pad_id=pad_id, device=device,
                                     dtype=_world_dtype(world), max_gb=cfg.max_precompute_gb)
-    data = MixedDataset(seqs, tables, _mixed_sft_part(world, tokenizer, pad_id, sft_cfg, cfg, routed=True),
-                        cfg.mix_ratio, cfg.seed)
-    module = RouterCDPO(router, cfg, sft_cfg, stage="router_cdpo")
+    sft_part, online = _mixed_sft_part(world, tokenizer, pad_id, sft_cfg, cfg, routed=True)
+    data = MixedDataset(seqs, tables, sft_part, cfg.mix_ratio, cfg.seed)
+    module = RouterCDPO(router, cfg, sft_cfg, stage="router_cdpo", online=online)
     seconds = _fit(module, data, partial(collate_mixed, pad_id=pad_id), cfg, out_dir, "router_cdpo")
     router.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -245,7 +259,7 @@ def train_finetuned(world: World, sft_cfg: SFTConfig, cdpo_cfg: CDPOConfig, out_
     seqs = _encoded_pairs(pairs, tokenizer, cdpo_cfg.max_length, pairs_path)
     tables = precompute_pair_tables(lm, [], seqs, "plain", batch_size=cdpo_cfg.precompute_batch_size, pad_id=pad_id,
                                     device=device)
-    data = MixedDataset(seqs, tables, _mixed_sft_part(world, tokenizer, pad_id, sft_cfg, cdpo_cfg, routed=False),
+    data = MixedDataset(seqs, tables, _mixed_sft_part(world, tokenizer, pad_id, sft_cfg, cdpo_cfg, routed=False)[0],
                         cdpo_cfg.mix_ratio, cdpo_cfg.seed)
     dpo_module = RouterCDPO(lm, cdpo_cfg, sft_cfg, form="plain", stage="finetuned_dpo")
     dpo_seconds = _fit(dpo_module, data, partial(collate_mixed, pad_id=pad_id), cdpo_cfg, out_dir, "finetuned_dpo")
