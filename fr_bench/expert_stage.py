@@ -16,6 +16,10 @@ expert learns the answer format it is scored on):
   all; prompts with no passing sample are dropped. No IFEval test prompt can appear (tested against input_data.jsonl).
 - any other value: a JSONL file with `prompt` / `response` rows.
 
+Each trained expert's folder also holds `train_rows.jsonl` (its SFT rows) and `task_rows.jsonl` (the domain's rows in
+the benchmark's schema, which its task scores); in the world, `sft_data.<domain>: <expert name>` and
+`pref_prompts.<domain>: <expert name>` point at them, so the router trains on the experts' domains.
+
 Recipe: `full` (full fine-tune with the router SFT machinery on a plain LM, loss L_LM, `train` = SFTConfig keys).
 LoRA is not offered: it needs `peft`, which fr_bench does not pin.
 """
@@ -38,6 +42,8 @@ DATA_BUILDERS = ("gsm8k_train", "mbpp_train", "if_generated")
 RECIPES = ("full",)
 MBPP_TEST_IDS = range(11, 511)
 EXPERT_VERSION = 1
+TRAIN_ROWS = "train_rows.jsonl"        # the expert's SFT rows: `world.sft_data.<d>: <expert name>` reads them
+TASK_ROWS = "task_rows.jsonl"          # its domain prompts in the benchmark schema: `world.pref_prompts.<d>: <name>`
 
 
 @dataclass
@@ -95,19 +101,21 @@ def gsm8k_rows(source: str) -> list[dict[str, str]]:
     return rows
 
 
+def mbpp_train_split(source: str) -> list[dict[str, Any]]:
+    """MBPP rows outside the test split (task_id 11-510) whose description is not also a test problem's."""
+    raw = [{**r, "prompt": r.get("prompt", r.get("text"))} for r in _read_rows(source)]
+    test = {r["prompt"] for r in raw if r["task_id"] in MBPP_TEST_IDS}
+    return [r for r in raw if isinstance(r["task_id"], int) and r["task_id"] not in MBPP_TEST_IDS
+            and r["prompt"] not in test]
+
+
 def mbpp_rows(source: str) -> list[dict[str, str]]:
-    """MBPP rows outside the test split (task_id 11-510), in the mbpp task's zero-shot prompt format."""
+    """`mbpp_train_split` in the mbpp task's zero-shot prompt format, the reference code as the response."""
     from .tasks import get_task
 
     task = get_task("mbpp")
-    raw = [{**r, "prompt": r.get("prompt", r.get("text"))} for r in _read_rows(source)]
-    test = {r["prompt"] for r in raw if r["task_id"] in MBPP_TEST_IDS}
-    rows = []
-    for row in raw:
-        if not isinstance(row["task_id"], int) or row["task_id"] in MBPP_TEST_IDS or row["prompt"] in test:
-            continue
-        rows.append({"prompt": task.user_message(row), "response": f"```python\n{row['code'].strip()}\n```"})
-    return rows
+    return [{"prompt": task.user_message(row), "response": f"```python\n{row['code'].strip()}\n```"}
+            for row in mbpp_train_split(source)]
 
 
 def if_prompts(n: int, seed: int) -> list[dict[str, Any]]:
@@ -159,7 +167,19 @@ def passing_responses(task: Any, prompts: list[dict[str, Any]],
     return [{"prompt": prompts[i]["prompt"], "response": kept[i]} for i in sorted(kept)], passed
 
 
+def task_rows(spec: ExpertSpec) -> list[dict[str, Any]]:
+    """The domain's prompts in the benchmark's own schema (a verifier scores them: the world's pref_prompts)."""
+    if spec.data == "gsm8k_train":
+        return _read_rows(spec.source)
+    if spec.data == "mbpp_train":
+        return mbpp_train_split(spec.source)
+    if spec.data == "if_generated":
+        return if_prompts(spec.if_prompts, spec.seed)
+    return []
+
+
 def domain_rows(spec: ExpertSpec, tokenizer: Any, model: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """The expert's SFT rows ({"prompt", "response"}, shuffled, capped by max_rows) and facts about them."""
     if spec.data == "gsm8k_train":
         rows, info = gsm8k_rows(spec.source), {}
     elif spec.data == "mbpp_train":
@@ -199,7 +219,8 @@ def train_expert(spec: ExpertSpec, out_dir: Path) -> Path:
     seconds = _fit(module, SFTDataset(examples), partial(collate_sft, pad_id=pad or 0), cfg, out_dir, "expert_sft")
     lm.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    atomic_write_jsonl(out_dir / "train_rows.jsonl", rows)
+    atomic_write_jsonl(out_dir / TRAIN_ROWS, rows)
+    atomic_write_jsonl(out_dir / TASK_ROWS, task_rows(spec))
     atomic_write_json(out_dir / "metrics.json", {"stage": "expert_sft", "data": spec.data, "rows": len(rows),
                                                  "examples": len(examples), "steps": module.global_steps,
                                                  "seconds": seconds, **info, **_loss_summary(module.history)})

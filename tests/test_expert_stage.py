@@ -72,12 +72,14 @@ def test_world_trains_its_experts_once_and_reuses_them(world):
         "experts": {"copy": {"base": world.router_init, "data": world.sft_data["copy"], "train": train},
                     "rev": {"base": world.router_init, "data": world.sft_data["rev"], "train": train},
                     "other": world.experts["other"]},
-        "sft_data": world.sft_data}})
+        "sft_data": {"copy": "copy", "rev": world.sft_data["rev"]}}})
     world_key(cfg.world)
     built = resolve_world(cfg)
     assert built.router_init == built.experts["copy"] != world.router_init
     metrics = json.loads(open(f"{built.experts['rev']}/metrics.json").read())
     assert metrics["steps"] == 2 and metrics["rows"] == 24
+    assert built.sft_data == {"copy": f"{built.experts['copy']}/train_rows.jsonl", "rev": world.sft_data["rev"]}
+    assert len(open(built.sft_data["copy"]).readlines()) == 24
     weights = Path(built.experts["copy"]) / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
     again = resolve_world(cfg)                                   # cached: the same folders, nothing retrained

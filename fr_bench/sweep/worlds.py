@@ -66,7 +66,7 @@ def _check_checkpoints(wc: WorldConfig) -> None:
         if looks_local and not p.expanduser().exists():
             raise ConfigError(f"world.{name}: path '{path}' does not exist; fix the path or give a Hub name.")
     for domain, path in {**wc.sft_data, **wc.pref_prompts}.items():
-        if not Path(path).expanduser().exists():
+        if path not in specs and not Path(path).expanduser().exists():
             raise ConfigError(f"world.sft_data/pref_prompts.{domain}: file '{path}' does not exist.")
 
 
@@ -107,13 +107,18 @@ def resolve_world(cfg: SweepConfig, pool: Executor | None = None) -> World:
         world, _ = build_micro_world(_micro_config(wc), pool)
     else:
         _check_checkpoints(wc)
-        from ..expert_stage import build_expert
+        from ..expert_stage import TASK_ROWS, TRAIN_ROWS, build_expert
 
         specs = trained_expert_specs(wc)
         experts = {k: str(build_expert(specs[k])) if k in specs else v for k, v in wc.experts.items()}
+
+        def rows_of(files: dict[str, str], name: str) -> dict[str, str]:   # a trained expert's name -> its rows
+            return {d: str(Path(experts[v]) / name) if v in specs else v for d, v in files.items()}
+
         world = World(tokenizer=wc.tokenizer, base=experts.get(wc.base, wc.base), experts=experts,
-                      router_init=experts.get(wc.router_init, wc.router_init), sft_data=dict(wc.sft_data),
-                      pref_prompts=dict(wc.pref_prompts), dtype=wc.dtype)
+                      router_init=experts.get(wc.router_init, wc.router_init),
+                      sft_data=rows_of(wc.sft_data, TRAIN_ROWS), pref_prompts=rows_of(wc.pref_prompts, TASK_ROWS),
+                      dtype=wc.dtype)
     tasks = planned_tasks(cfg)
     for name, spec in tasks.items():
         if spec.data is None and name in world.tasks:
