@@ -41,7 +41,7 @@ from .training.configs import SFTConfig
 DATA_BUILDERS = ("gsm8k_train", "mbpp_train", "if_generated")
 RECIPES = ("full",)
 MBPP_TEST_IDS = range(11, 511)
-EXPERT_VERSION = 1
+EXPERT_VERSION = 2
 TRAIN_ROWS = "train_rows.jsonl"        # the expert's SFT rows: `world.sft_data.<d>: <expert name>` reads them
 TASK_ROWS = "task_rows.jsonl"          # its domain prompts in the benchmark schema: `world.pref_prompts.<d>: <name>`
 
@@ -96,9 +96,17 @@ def gsm8k_rows(source: str) -> list[dict[str, str]]:
     task = get_task("gsm8k")
     rows = []
     for row in _read_rows(source):
-        solution = re.sub(r"<<[^>]*>>", "", row["answer"])
-        rows.append({"prompt": task.user_message(row), "response": solution})
+        rows.append({"prompt": task.user_message(row), "response": gsm8k_solution(row)})
     return rows
+
+
+def gsm8k_solution(row: dict[str, Any]) -> str:
+    """The reference solution without GSM8K's `<<...>>` calculator annotations (it still ends in "#### n")."""
+    return re.sub(r"<<[^>]*>>", "", row["answer"])
+
+
+def mbpp_solution(row: dict[str, Any]) -> str:
+    return f"```python\n{row['code'].strip()}\n```"
 
 
 def mbpp_train_split(source: str) -> list[dict[str, Any]]:
@@ -114,8 +122,7 @@ def mbpp_rows(source: str) -> list[dict[str, str]]:
     from .tasks import get_task
 
     task = get_task("mbpp")
-    return [{"prompt": task.user_message(row), "response": f"```python\n{row['code'].strip()}\n```"}
-            for row in mbpp_train_split(source)]
+    return [{"prompt": task.user_message(row), "response": mbpp_solution(row)} for row in mbpp_train_split(source)]
 
 
 def if_prompts(n: int, seed: int) -> list[dict[str, Any]]:
@@ -167,14 +174,17 @@ def passing_responses(task: Any, prompts: list[dict[str, Any]],
     return [{"prompt": prompts[i]["prompt"], "response": kept[i]} for i in sorted(kept)], passed
 
 
-def task_rows(spec: ExpertSpec) -> list[dict[str, Any]]:
-    """The domain's prompts in the benchmark's own schema (a verifier scores them: the world's pref_prompts)."""
+def task_rows(spec: ExpertSpec, sft_rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The domain's rows in the benchmark's own schema, which its task scores (the world's pref_prompts), each with
+    its gold `response` (pairs.gold_as_chosen reads it); if_generated: the prompts that kept a sample."""
     if spec.data == "gsm8k_train":
-        return _read_rows(spec.source)
+        return [{**r, "response": gsm8k_solution(r)} for r in _read_rows(spec.source)]
     if spec.data == "mbpp_train":
-        return mbpp_train_split(spec.source)
+        return [{**r, "response": mbpp_solution(r)} for r in mbpp_train_split(spec.source)]
     if spec.data == "if_generated":
-        return if_prompts(spec.if_prompts, spec.seed)
+        kept = {r["prompt"]: r["response"] for r in sft_rows}
+        return [{**r, "response": kept[r["prompt"]]} for r in if_prompts(spec.if_prompts, spec.seed)
+                if r["prompt"] in kept]
     return []
 
 
@@ -220,7 +230,7 @@ def train_expert(spec: ExpertSpec, out_dir: Path) -> Path:
     lm.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     atomic_write_jsonl(out_dir / TRAIN_ROWS, rows)
-    atomic_write_jsonl(out_dir / TASK_ROWS, task_rows(spec))
+    atomic_write_jsonl(out_dir / TASK_ROWS, task_rows(spec, rows))
     atomic_write_json(out_dir / "metrics.json", {"stage": "expert_sft", "data": spec.data, "rows": len(rows),
                                                  "examples": len(examples), "steps": module.global_steps,
                                                  "seconds": seconds, **info, **_loss_summary(module.history)})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fr_bench.config import ConfigError, load_config
-from fr_bench.expert_stage import ExpertSpec, gsm8k_rows, if_prompts, mbpp_rows, passing_responses
+from fr_bench.expert_stage import ExpertSpec, gsm8k_rows, if_prompts, mbpp_rows, passing_responses, task_rows
 from fr_bench.micro.generators.constraints import respond
 from fr_bench.sweep.config import SweepConfig
 from fr_bench.sweep.worlds import resolve_world, world_key
@@ -80,6 +80,7 @@ def test_world_trains_its_experts_once_and_reuses_them(world):
     assert metrics["steps"] == 2 and metrics["rows"] == 24
     assert built.sft_data == {"copy": f"{built.experts['copy']}/train_rows.jsonl", "rev": world.sft_data["rev"]}
     assert len(open(built.sft_data["copy"]).readlines()) == 24
+
     weights = Path(built.experts["copy"]) / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
     again = resolve_world(cfg)                                   # cached: the same folders, nothing retrained
@@ -89,3 +90,14 @@ def test_world_trains_its_experts_once_and_reuses_them(world):
         "experts": {"copy": {"base": world.router_init, "data": "gsm8k_train"}, "rev": world.experts["rev"]}}})
     with pytest.raises(ConfigError, match="world.experts.copy.source"):
         world_key(bad.world)
+
+
+def test_task_rows_carry_their_gold_response(shared_data):
+    spec = ExpertSpec(base="b", data="mbpp_train", source=str(shared_data / "mbpp" / "sanitized-mbpp.json"))
+    rows = task_rows(spec, [])
+    assert len(rows) == 169 and all(r["response"].startswith("```python\n") and "test_list" in r for r in rows)
+    assert get_task("mbpp").user_message(rows[0]).startswith("You are an expert Python programmer")
+    spec = ExpertSpec(base="b", data="if_generated", if_prompts=5)
+    prompts = if_prompts(5, seed=0)
+    rows = task_rows(spec, [{"prompt": prompts[2]["prompt"], "response": "kept"}])
+    assert [(r["key"], r["response"]) for r in rows] == [(2, "kept")] and rows[0]["instruction_id_list"]
