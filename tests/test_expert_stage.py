@@ -80,7 +80,6 @@ def test_world_trains_its_experts_once_and_reuses_them(world):
     assert metrics["steps"] == 2 and metrics["rows"] == 24
     assert built.sft_data == {"copy": f"{built.experts['copy']}/train_rows.jsonl", "rev": world.sft_data["rev"]}
     assert len(open(built.sft_data["copy"]).readlines()) == 24
-
     weights = Path(built.experts["copy"]) / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
     again = resolve_world(cfg)                                   # cached: the same folders, nothing retrained
