@@ -84,6 +84,12 @@ def test_world_trains_its_experts_once_and_reuses_them(world):
     mtime = weights.stat().st_mtime_ns
     again = resolve_world(cfg)                                   # cached: the same folders, nothing retrained
     assert again.experts == built.experts and weights.stat().st_mtime_ns == mtime
+    key = world_key(cfg.world)
+    Path(world.sft_data["rev"]).write_text(Path(world.sft_data["rev"]).read_text())   # same bytes: same key
+    assert world_key(cfg.world) == key
+    with open(world.sft_data["rev"], "a") as fh:                 # an expert's data changes: so does the world
+        fh.write(json.dumps({"prompt": "copy w1", "response": "w1"}) + "\n")
+    assert world_key(cfg.world) != key
     bad = load_config(SweepConfig, extra={"name": "t", "world": {
         "kind": "checkpoints", "tokenizer": world.tokenizer, "base": world.router_init, "router_init": "copy",
         "experts": {"copy": {"base": world.router_init, "data": "gsm8k_train"}, "rev": world.experts["rev"]}}})

@@ -27,7 +27,13 @@ def world_key(wc: WorldConfig) -> str:
         return config_hash("micro", _micro_config(wc))
     if wc.kind == "checkpoints":
         _check_checkpoints(wc)
-        return config_hash("checkpoints", wc)
+        specs = trained_expert_specs(wc)
+        if not specs:
+            return config_hash("checkpoints", wc)
+        from ..expert_stage import expert_key
+
+        # trained experts: their artifact keys (base weights, data files, stage version), not only the spec
+        return config_hash("checkpoints", wc, {name: expert_key(spec) for name, spec in specs.items()})
     raise ConfigError(f"world.kind: '{wc.kind}' is not a world kind; use 'micro' or 'checkpoints'.")
 
 
