@@ -30,6 +30,7 @@ FusionRoute batch-8 run, over the bytes of all model weights plus the KV caches 
 Prints one JSON object as its last line. Run:
   .venv/bin/python benchmarks/decode_overhead.py                                # micro Llama models, CPU
   .venv/bin/python benchmarks/decode_overhead.py --shape llama-3.2-1b --device cuda --dtype bfloat16
+  .venv/bin/python benchmarks/decode_overhead.py --shape smollm2 --threads 1     # SmolLM2-135M (49k vocabulary)
 """
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ SHAPES = {
                                     num_attention_heads=8, num_key_value_heads=4, head_dim=32, sliding_window=32,
                                     final_logit_softcapping=30.0, attn_logit_softcapping=50.0,
                                     query_pre_attn_scalar=32, max_position_embeddings=2048)),
+    "smollm2": ("llama", dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                              num_attention_heads=9, num_key_value_heads=3, head_dim=64, rope_theta=100000.0,
+                              max_position_embeddings=8192, tie_word_embeddings=True)),   # SmolLM2-135M
     "llama-3.2-1b": ("llama", dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                                    num_attention_heads=32, num_key_value_heads=8, head_dim=64, rope_theta=500000.0,
                                    max_position_embeddings=131072, tie_word_embeddings=True)),

@@ -6,12 +6,17 @@ backward, AdamW step. Both include collation and the host-to-device copy of the 
 the cached expert signals (gold log-probs, informative mask and, for paper_logmix, the experts' fp16 log-probs at
 informative positions). The expert forward passes that build the signal cache run once per dataset and are not part
 of a step, so the cached table is synthesised here with the right shapes: a fraction `--informative-rate` of the
-response positions is informative (the experts disagree). Repeats are interleaved (router, plain, router, ...) and
-the ratio of medians is reported, so load from other processes hits both alike. Random weights, no download.
+response positions is informative (the experts disagree). With online signals (`--signals online`, or `auto` at a
+vocabulary above 8192, e.g. `--shape smollm2`) there is no table: the router step also runs the three frozen experts
+(random, the router's size) forward under no_grad on the batch, as `SFTConfig.expert_signals: online` trains; the
+forward-only floor is then about 2.0 (three expert forwards ~ one forward + backward). Repeats are interleaved
+(router, plain, router, ...) and the ratio of medians is reported, so load from other processes hits both alike.
+Random weights, no download.
 
 Prints one JSON object as its last line. Run:
   .venv/bin/python benchmarks/sft_overhead.py                                     # micro Llama, CPU
   .venv/bin/python benchmarks/sft_overhead.py --shape llama-3.2-1b --device cuda --precision bf16 --topk 32
+  .venv/bin/python benchmarks/sft_overhead.py --shape smollm2 --threads 1 --batch-size 4   # online expert forwards
 """
 from __future__ import annotations
 
@@ -25,12 +30,15 @@ import torch
 
 from fr_bench.models.router import RouterModel
 from fr_bench.training.configs import SFTConfig
-from fr_bench.training.expert_signals import SignalTable
+from fr_bench.training.expert_signals import OnlineExpertSignals, SignalTable
 from fr_bench.training.sft import RouterSFT, SFTDataset, collate_sft, forward_logits, sft_losses
 
 SHAPES = {
     "micro": dict(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
                   num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048),
+    "smollm2": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                    num_attention_heads=9, num_key_value_heads=3, head_dim=64, rope_theta=100000.0,
+                    max_position_embeddings=8192, tie_word_embeddings=True),
     "llama-3.2-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                          num_attention_heads=32, num_key_value_heads=8, head_dim=64, rope_theta=500000.0,
                          max_position_embeddings=131072, tie_word_embeddings=True),
@@ -86,7 +94,7 @@ def make_step(module: RouterSFT, items: list[dict], cfg: SFTConfig, device: str,
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device_type=device.split(":")[0], dtype=autocast, enabled=autocast is not None):
             logits, routing = forward_logits(module.model, batch["input_ids"], batch["attention_mask"])
-            loss = sft_losses(logits, routing, batch, cfg)["loss"]
+            loss = sft_losses(logits, routing, batch, cfg, online=module.online)["loss"]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -115,22 +123,31 @@ def main() -> None:
     ap.add_argument("--informative-rate", type=float, default=0.5)
     ap.add_argument("--route-loss", default="paper_logmix", choices=["paper_logmix", "mixture", "argmax"])
     ap.add_argument("--topk", type=int, default=0, help="paper_logmix vocabulary truncation (0 = full vocabulary)")
+    ap.add_argument("--signals", choices=["auto", "cache", "online"], default="auto",
+                    help="expert signals: the cached table or online expert forwards (SFTConfig.expert_signals)")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave the default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = SFTConfig(route_loss=args.route_loss, route_vocab_topk=args.topk).validate()
+    cfg = SFTConfig(route_loss=args.route_loss, route_vocab_topk=args.topk, expert_signals=args.signals).validate()
     vocab = SHAPES[args.shape]["vocab_size"]
     examples = synthetic_examples(args.batch_size, args.prompt_len, args.response_len, vocab, seed=0)
-    signals = synthetic_signals(examples, vocab, args.informative_rate, args.topk, cfg.needs_vocab_signal, seed=1)
-    router_items = [SFTDataset(examples, signals)[i] for i in range(len(examples))]
     plain_items = [SFTDataset(examples)[i] for i in range(len(examples))]
+    online = None
+    if cfg.signals_online(vocab):
+        experts = [random_lm(args.shape, 1 + i, args.device) for i in range(N_EXPERTS)]
+        online = OnlineExpertSignals(experts, vocab=cfg.needs_vocab_signal, topk=args.topk)
+        signals, router_items = None, plain_items
+    else:
+        signals = synthetic_signals(examples, vocab, args.informative_rate, args.topk, cfg.needs_vocab_signal, seed=1)
+        router_items = [SFTDataset(examples, signals)[i] for i in range(len(examples))]
     router = RouterModel(random_lm(args.shape, 0, args.device), [f"e{i}" for i in range(N_EXPERTS)]).to(args.device)
     plain = random_lm(args.shape, 0, args.device)
     autocast = torch.bfloat16 if args.precision == "bf16" else None
-    steps = {"router": make_step(RouterSFT(router, cfg).train(), router_items, cfg, args.device, autocast),
+    steps = {"router": make_step(RouterSFT(router, cfg, online=online).train(), router_items, cfg, args.device,
+                                 autocast),
              "plain": make_step(RouterSFT(plain, cfg).train(), plain_items, cfg, args.device, autocast)}
     times: dict[str, list[float]] = {"router": [], "plain": []}
     for r in range(args.warmup + args.repeats):
@@ -144,8 +161,10 @@ def main() -> None:
         "router_step_s": round(med["router"], 5), "plain_step_s": round(med["plain"], 5),
         "shape": args.shape, "device": args.device, "precision": args.precision, "batch_size": args.batch_size,
         "tokens_per_row": args.prompt_len + args.response_len, "route_loss": args.route_loss, "topk": args.topk,
-        "informative_positions": int(signals.informative.sum()),
-        "vocab_table_mb_per_batch": round(signals.stats()["vocab_table_mb"], 2), "repeats": args.repeats,
+        "expert_signals": "online" if online is not None else "cache",
+        "informative_positions": None if signals is None else int(signals.informative.sum()),
+        "vocab_table_mb_per_batch": 0.0 if signals is None else round(signals.stats()["vocab_table_mb"], 2),
+        "repeats": args.repeats,
         "threads": torch.get_num_threads(),
     }
     print(json.dumps(result))

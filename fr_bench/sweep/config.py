@@ -34,8 +34,9 @@ class WorldConfig:
     # kind: checkpoints — local folders or Hub names
     tokenizer: str | None = None
     base: str | None = None
-    experts: dict[str, str] = field(default_factory=dict)
-    router_init: str | None = None
+    # name -> checkpoint, or name -> {base, data, recipe, ...}: an expert trained by the sweep (fr_bench.expert_stage)
+    experts: dict[str, Any] = field(default_factory=dict)
+    router_init: str | None = None      # a checkpoint, or the name of an expert (e.g. the trained IF expert)
     sft_data: dict[str, str] = field(default_factory=dict)
     pref_prompts: dict[str, str] = field(default_factory=dict)
     dtype: str = "float32"

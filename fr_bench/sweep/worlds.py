@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from concurrent.futures import Executor
+from dataclasses import replace
 from pathlib import Path
 
 from ..cache import config_hash
@@ -26,8 +27,31 @@ def world_key(wc: WorldConfig) -> str:
         return config_hash("micro", _micro_config(wc))
     if wc.kind == "checkpoints":
         _check_checkpoints(wc)
-        return config_hash("checkpoints", wc)
+        specs = trained_expert_specs(wc)
+        if not specs:
+            return config_hash("checkpoints", wc)
+        from ..expert_stage import expert_key
+
+        # trained experts: their artifact keys (base weights, data files, stage version), not only the spec
+        return config_hash("checkpoints", wc, {name: expert_key(spec) for name, spec in specs.items()})
     raise ConfigError(f"world.kind: '{wc.kind}' is not a world kind; use 'micro' or 'checkpoints'.")
+
+
+def trained_expert_specs(wc: WorldConfig) -> dict:
+    """The experts given as {base, data, recipe, ...} (trained by the sweep), validated; checkpoint strings skipped."""
+    from ..config import load_config
+    from ..expert_stage import ExpertSpec
+
+    specs = {}
+    for name, value in wc.experts.items():
+        if not isinstance(value, str):
+            where = f"world.experts.{name}"
+            try:
+                spec = load_config(ExpertSpec, extra=dict(value))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
+            specs[name] = replace(spec.validate(where), tokenizer=spec.tokenizer or wc.tokenizer)
+    return specs
 
 
 def _check_checkpoints(wc: WorldConfig) -> None:
@@ -36,14 +60,19 @@ def _check_checkpoints(wc: WorldConfig) -> None:
             raise ConfigError(f"world.{key}: required for world.kind=checkpoints (a local folder or a Hub name).")
     if len(wc.experts) < 2:
         raise ConfigError("world.experts: name at least two experts as {name: checkpoint}.")
-    for name, path in {**{f"experts.{k}": v for k, v in wc.experts.items()}, "base": wc.base,
-                       "router_init": wc.router_init, "tokenizer": wc.tokenizer}.items():
+    specs = trained_expert_specs(wc)
+    named = {f"experts.{k}": v for k, v in wc.experts.items() if k not in specs}
+    named.update({f"experts.{k}.base": s.base for k, s in specs.items()})
+    for key in ("base", "router_init"):
+        if getattr(wc, key) not in wc.experts:
+            named[key] = getattr(wc, key)
+    for name, path in {**named, "tokenizer": wc.tokenizer}.items():
         p = Path(str(path))
         looks_local = str(path).startswith((".", "/", "~")) or p.exists()
         if looks_local and not p.expanduser().exists():
             raise ConfigError(f"world.{name}: path '{path}' does not exist; fix the path or give a Hub name.")
     for domain, path in {**wc.sft_data, **wc.pref_prompts}.items():
-        if not Path(path).expanduser().exists():
+        if path not in specs and not Path(path).expanduser().exists():
             raise ConfigError(f"world.sft_data/pref_prompts.{domain}: file '{path}' does not exist.")
 
 
@@ -100,8 +129,18 @@ def resolve_world(cfg: SweepConfig, pool: Executor | None = None) -> World:
         world, _ = build_micro_world(_micro_config(wc), pool)
     else:
         _check_checkpoints(wc)
-        world = World(tokenizer=wc.tokenizer, base=wc.base, experts=dict(wc.experts), router_init=wc.router_init,
-                      sft_data=dict(wc.sft_data), pref_prompts=dict(wc.pref_prompts), dtype=wc.dtype)
+        from ..expert_stage import TASK_ROWS, TRAIN_ROWS, build_expert
+
+        specs = trained_expert_specs(wc)
+        experts = {k: str(build_expert(specs[k])) if k in specs else v for k, v in wc.experts.items()}
+
+        def rows_of(files: dict[str, str], name: str) -> dict[str, str]:   # a trained expert's name -> its rows
+            return {d: str(Path(experts[v]) / name) if v in specs else v for d, v in files.items()}
+
+        world = World(tokenizer=wc.tokenizer, base=experts.get(wc.base, wc.base), experts=experts,
+                      router_init=experts.get(wc.router_init, wc.router_init),
+                      sft_data=rows_of(wc.sft_data, TRAIN_ROWS), pref_prompts=rows_of(wc.pref_prompts, TASK_ROWS),
+                      dtype=wc.dtype)
     tasks = planned_tasks(cfg)
     for name, spec in tasks.items():
         if spec.data is None and name in world.tasks:

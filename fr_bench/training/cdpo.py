@@ -30,7 +30,7 @@ from ..config import ConfigError
 from ..models.router import RouterModel
 from .configs import CDPOConfig, SFTConfig
 from .data import collate
-from .expert_signals import ExpertSource, open_frozen
+from .expert_signals import ExpertSource, OnlineExpertSignals, open_frozen
 from .losses import IGNORE_INDEX, cdpo_loss, combined_logps, sequence_logps
 from .sft import LossHistory, SFTDataset, adamw_with_warmup, collate_sft, forward_logits, sft_losses
 
@@ -194,9 +194,9 @@ class RouterCDPO(LossHistory, L.LightningModule):
     """CDPO (or plain DPO) mixed with SFT samples. Only the router LM trains: the routing head is frozen here."""
 
     def __init__(self, model: nn.Module, cfg: CDPOConfig, sft_cfg: SFTConfig, form: str | None = None,
-                 stage: str = "router_cdpo") -> None:
+                 stage: str = "router_cdpo", online: OnlineExpertSignals | None = None) -> None:
         super().__init__()
-        self.model, self.cfg, self.sft_cfg, self.stage = model, cfg, sft_cfg, stage
+        self.model, self.cfg, self.sft_cfg, self.stage, self.online = model, cfg, sft_cfg, stage, online
         self.form = form or cfg.form
         if self.form not in FORMS:
             raise ValueError(f"form {self.form!r}: use one of {FORMS}")
@@ -235,7 +235,7 @@ class RouterCDPO(LossHistory, L.LightningModule):
             sub = batch["sft"]
             width = sub["input_ids"].shape[1]
             sft = sft_losses(logits[2 * n_p:, :width], None if routing is None else routing[2 * n_p:, :width], sub,
-                             self.sft_cfg, with_route=self.cfg.mix_sft_loss == "lm+route")
+                             self.sft_cfg, with_route=self.cfg.mix_sft_loss == "lm+route", online=self.online)
             losses.update({f"sft_{k}" if k == "loss" else k: v for k, v in sft.items()})
             total = total + n_s * sft["loss"]
         losses = {"loss": total / (n_p + n_s), **losses}

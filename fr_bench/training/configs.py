@@ -14,6 +14,9 @@ ROUTE_LOSSES = ("paper_logmix", "mixture", "argmax")
 ROUTE_WEIGHTS = ("softmax", "raw")
 CDPO_FORMS = ("combined", "paper")
 MIX_SFT_LOSSES = ("lm+route", "lm")
+EXPERT_SIGNALS = ("auto", "cache", "online")
+# `expert_signals: auto` caches up to this vocabulary size: 3 experts x 8192 x 2 B = 48 kB per informative position.
+AUTO_CACHE_MAX_VOCAB = 8192
 
 
 def _check_choice(cls: str, key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -48,6 +51,8 @@ class SFTConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     signal_batch_size: int = 8            # batch size of the one-off frozen-expert pass that builds the signal cache
+    expert_signals: str = "auto"          # cache (one-off pass, on disk) | online (expert forwards every step, exact,
+    #                                       no disk) | auto: online for full-vocab paper_logmix above 8192 tokens
     seed: int = 0
     log_every_n_steps: int = 1
 
@@ -66,7 +71,14 @@ class SFTConfig:
                 raise ConfigError(f"SFTConfig.{key} = {getattr(self, key)} must be >= 1.")
         if self.epochs < 1 and self.max_steps <= 0:
             raise ConfigError("SFTConfig: set epochs >= 1 or max_steps > 0, otherwise nothing trains.")
+        _check_choice("SFTConfig", "expert_signals", self.expert_signals, EXPERT_SIGNALS)
         return self
+
+    def signals_online(self, vocab_size: int) -> bool:
+        """Whether the experts' signals are computed per batch (True) or read from the on-disk table (False)."""
+        if self.expert_signals != "auto":
+            return self.expert_signals == "online"
+        return self.needs_vocab_signal and self.route_vocab_topk == 0 and vocab_size > AUTO_CACHE_MAX_VOCAB
 
     @property
     def needs_vocab_signal(self) -> bool:

@@ -4,7 +4,8 @@ The routing loss needs, at each response position t of each example (teacher for
 `losses`): every expert's log-prob of the gold token, whether the position is *informative* (the experts' greedy
 tokens are not all equal), and for `paper_logmix` the experts' log-probs over the vocabulary at informative positions.
 None of it depends on the router, so it is computed in one pass over the data with one expert in memory at a time
-and reused by every epoch, by CDPO's mixed-in SFT samples and by every seed.
+and reused by every epoch, by CDPO's mixed-in SFT samples and by every seed. For real vocabularies that table is too
+big (below); `OnlineExpertSignals` computes the same signals per training batch from experts kept in memory.
 
 Size of the vocabulary table: P informative positions x N experts x K entries x 2 bytes (fp16). With a full
 vocabulary (K = |V|) that is 3 x 128k x 2 B = 768 kB per informative position for Llama-3 and three experts, i.e.
@@ -210,6 +211,63 @@ def _add_vocab_table(table: SignalTable, experts: Sequence[ExpertSource], exampl
     table.gold_index = gold if ids is None else index
     table.vocab_ids = ids
     table.vocab_offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+
+
+class OnlineExpertSignals(nn.Module):
+    """The signals of `compute_expert_signals`, computed per training batch from experts held in memory instead of
+    read from the on-disk table (`SFTConfig.expert_signals: online`): exact full-vocabulary paper_logmix at any
+    vocabulary size, for N expert forwards per step and no disk.
+
+    The experts are frozen (requires_grad False, never in the optimizer), always in eval mode (`train()` is a
+    no-op) and run under no_grad in the dtype they were loaded in; being submodules, they follow the LightningModule
+    to its device. Per expert only the response positions' logits are kept (in the model's dtype) until the
+    informative mask is known; the log-softmax is taken in fp32, as the cached pass does.
+    """
+
+    def __init__(self, experts: Sequence[nn.Module], vocab: bool, topk: int = 0) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(experts).requires_grad_(False)
+        self.vocab, self.topk = vocab, topk if vocab else 0
+        super().train(False)
+
+    def train(self, mode: bool = True) -> "OnlineExpertSignals":
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Signals of one right-padded batch (unshifted `labels`), keyed and aligned as `collate_sft` pads them."""
+        shifted = labels[:, 1:]
+        response = shifted != IGNORE_INDEX
+        gold_ids = shifted[response]                                          # [R]
+        rows, norms, gold, greedy = [], [], [], []
+        for model in self.experts:
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][response]   # [R, V]
+            norm = logits.float().logsumexp(-1)
+            rows.append(logits)
+            norms.append(norm)
+            gold.append(logits.gather(-1, gold_ids[:, None]).squeeze(-1).float() - norm)
+            greedy.append(logits.argmax(-1))
+        choice = torch.stack(greedy, -1)
+        informative_r = (choice != choice[:, :1]).any(-1)                     # [R]
+        informative = torch.zeros_like(response)
+        informative[response] = informative_r
+        gold_logps = torch.zeros(*shifted.shape, len(self.experts), device=input_ids.device)
+        gold_logps[response] = torch.stack(gold, -1)
+        out = {"gold_logps": gold_logps, "informative": informative}
+        if self.vocab:
+            vocab = torch.stack([r[informative_r].float() - n[informative_r, None] for r, n in zip(rows, norms)], 1)
+            target = gold_ids[informative_r]
+            if self.topk:
+                if self.topk > vocab.shape[-1]:
+                    raise ValueError(f"route_vocab_topk = {self.topk} exceeds the vocabulary ({vocab.shape[-1]}); "
+                                     "use 0 (full vocabulary) or a smaller k.")
+                ids, index = _candidates(vocab.topk(self.topk, dim=-1).indices, target)
+                out["vocab_logps"] = vocab.gather(-1, ids.clamp_min(0)[:, None, :].expand(-1, vocab.shape[1], -1))
+                out["gold_index"], out["vocab_valid"] = index, ids >= 0
+            else:
+                out["vocab_logps"], out["gold_index"] = vocab, target
+        return out
 
 
 def examples_fingerprint(examples: Sequence[dict[str, list[int]]]) -> str:

@@ -19,8 +19,10 @@ from .configs import CDPOConfig, FinetuneConfig, SFTConfig
 from .data import PAIRS_FILE, read_jsonl
 from .preferences import load_preference_pairs, sample_world_pairs, single_model_engine
 from .sft import RouterSFT, SFTDataset, collate_sft, load_sft_examples
+from .expert_signals import OnlineExpertSignals
 from .stages import (METRICS, TRAIN_CONFIG, build_router_pairs, device_of, expert_signals_for, fit_module,
-                     loss_summary, sft_config_of, world_dtype, world_tokenizer, write_pairs)
+                     loss_summary, online_signals, sft_config_of, world_dtype, world_tokenizer,
+                     write_pairs)
 
 
 def _encoded_pairs(pairs: list[dict], tokenizer: Any, max_length: int, source: Any) -> list[dict]:
@@ -32,13 +34,15 @@ def _encoded_pairs(pairs: list[dict], tokenizer: Any, max_length: int, source: A
 
 
 def _mixed_sft_part(world: World, tokenizer: Any, pad_id: int, sft_cfg: SFTConfig, cfg: CDPOConfig,
-                    routed: bool) -> SFTDataset | None:
+                    routed: bool) -> tuple[SFTDataset | None, OnlineExpertSignals | None]:
+    """The SFT samples mixed into (C)DPO, with their cached signals or the experts for online ones."""
     if cfg.mix_ratio == 0:
-        return None
+        return None, None
     examples = load_sft_examples(world, tokenizer, sft_cfg.max_length, sft_cfg.domains, sft_cfg.max_examples)
     with_route = routed and cfg.mix_sft_loss == "lm+route"
-    signals, _ = expert_signals_for(world, examples, sft_cfg, pad_id, with_route)
-    return SFTDataset(examples, signals)
+    online = online_signals(world, sft_cfg, tokenizer, with_route)
+    signals, _ = expert_signals_for(world, examples, sft_cfg, pad_id, with_route, online=online is not None)
+    return SFTDataset(examples, signals), online
 
 
 def train_router_cdpo(world: World, cfg: CDPOConfig, sft_dir: str | Path, out_dir: str | Path,
@@ -60,9 +64,9 @@ def train_router_cdpo(world: World, cfg: CDPOConfig, sft_dir: str | Path, out_di
     tables = precompute_pair_tables(router, list(world.experts.values()), seqs, cfg.form,
                                     batch_size=cfg.precompute_batch_size, pad_id=pad_id, device=device,
                                     dtype=world_dtype(world), max_gb=cfg.max_precompute_gb)
-    data = MixedDataset(seqs, tables, _mixed_sft_part(world, tokenizer, pad_id, sft_cfg, cfg, routed=True),
-                        cfg.mix_ratio, cfg.seed)
-    module = RouterCDPO(router, cfg, sft_cfg, stage="router_cdpo")
+    sft_part, online = _mixed_sft_part(world, tokenizer, pad_id, sft_cfg, cfg, routed=True)
+    data = MixedDataset(seqs, tables, sft_part, cfg.mix_ratio, cfg.seed)
+    module = RouterCDPO(router, cfg, sft_cfg, stage="router_cdpo", online=online)
     seconds = fit_module(module, data, partial(collate_mixed, pad_id=pad_id), cfg, out_dir, "router_cdpo")
     router.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -108,7 +112,7 @@ def train_finetuned(world: World, sft_cfg: SFTConfig, cdpo_cfg: CDPOConfig, out_
     seqs = _encoded_pairs(pairs, tokenizer, cdpo_cfg.max_length, pairs_path)
     tables = precompute_pair_tables(lm, [], seqs, "plain", batch_size=cdpo_cfg.precompute_batch_size, pad_id=pad_id,
                                     device=device)
-    data = MixedDataset(seqs, tables, _mixed_sft_part(world, tokenizer, pad_id, sft_cfg, cdpo_cfg, routed=False),
+    data = MixedDataset(seqs, tables, _mixed_sft_part(world, tokenizer, pad_id, sft_cfg, cdpo_cfg, routed=False)[0],
                         cdpo_cfg.mix_ratio, cdpo_cfg.seed)
     dpo_module = RouterCDPO(lm, cdpo_cfg, sft_cfg, form="plain", stage="finetuned_dpo")
     dpo_seconds = fit_module(dpo_module, data, partial(collate_mixed, pad_id=pad_id), cdpo_cfg, out_dir, "finetuned_dpo")

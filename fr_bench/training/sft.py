@@ -1,8 +1,9 @@
 """Stage 1, router SFT: L = L_LM + lambda * L_route, as a thin LightningModule over the pure losses.
 
-The router LM and the routing head both train (paper); the frozen experts appear only through the cached
-`SignalTable` (see `expert_signals`), so no expert is in memory while the router trains. The same module trains the
-direct fine-tuning baseline: given a plain causal LM instead of a `RouterModel`, the loss is L_LM alone.
+The router LM and the routing head both train (paper); the frozen experts appear through the cached `SignalTable`
+(see `expert_signals`), so no expert is in memory while the router trains, or, with `expert_signals: online`,
+through `OnlineExpertSignals`, which runs them (frozen, no grad) on each batch. The same module trains the direct
+fine-tuning baseline: given a plain causal LM instead of a `RouterModel`, the loss is L_LM alone.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ..models.router import RouterModel
 from ..world import World
 from .configs import SFTConfig
 from .data import collate, read_jsonl
-from .expert_signals import SignalTable
+from .expert_signals import OnlineExpertSignals, SignalTable
 from .losses import IGNORE_INDEX, ExpertSignal, lm_loss, routing_loss
 
 
@@ -93,11 +94,15 @@ def forward_logits(model: nn.Module, input_ids: torch.Tensor,
 
 
 def sft_losses(logits: torch.Tensor, routing_logits: torch.Tensor | None, batch: dict[str, torch.Tensor],
-               cfg: SFTConfig, with_route: bool = True) -> dict[str, torch.Tensor]:
-    """{"loss", "lm_loss"[, "route_loss"]} for one padded SFT batch (shifting happens here)."""
+               cfg: SFTConfig, with_route: bool = True,
+               online: OnlineExpertSignals | None = None) -> dict[str, torch.Tensor]:
+    """{"loss", "lm_loss"[, "route_loss"]} for one padded SFT batch (shifting happens here). The expert signals are
+    the batch's (from the cached table) or, with `online`, computed here from the batch's tokens."""
     lm = lm_loss(logits[:, :-1], batch["labels"][:, 1:])
     if routing_logits is None or not with_route or cfg.lambda_route == 0:
         return {"loss": lm, "lm_loss": lm}
+    if online is not None:
+        batch = {**batch, **online(batch["input_ids"], batch["attention_mask"], batch["labels"])}
     signal = ExpertSignal(gold_logps=batch["gold_logps"], vocab_logps=batch.get("vocab_logps"),
                           gold_index=batch.get("gold_index"), vocab_valid=batch.get("vocab_valid"))
     route = routing_loss(routing_logits[:, :-1], signal, batch["informative"], cfg.route_loss, cfg.route_weights)
@@ -131,16 +136,17 @@ class LossHistory:
 class RouterSFT(LossHistory, L.LightningModule):
     """Router SFT (or plain-LM SFT when `model` is not a RouterModel)."""
 
-    def __init__(self, model: nn.Module, cfg: SFTConfig, stage: str = "router_sft") -> None:
+    def __init__(self, model: nn.Module, cfg: SFTConfig, stage: str = "router_sft",
+                 online: OnlineExpertSignals | None = None) -> None:
         super().__init__()
-        self.model, self.cfg, self.stage = model, cfg, stage
+        self.model, self.cfg, self.stage, self.online = model, cfg, stage, online
         self.last_losses, self.history = {}, []
         if isinstance(model, RouterModel) and not cfg.train_lm:
             model.lm.requires_grad_(False)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits, routing = forward_logits(self.model, batch["input_ids"], batch["attention_mask"])
-        losses = sft_losses(logits, routing, batch, self.cfg)
+        losses = sft_losses(logits, routing, batch, self.cfg, online=self.online)
         self.record(losses, batch["input_ids"].shape[0])
         return losses["loss"]
 

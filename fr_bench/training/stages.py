@@ -27,7 +27,7 @@ from ..models.router import RouterModel
 from ..world import World
 from .configs import CDPOConfig, PairsConfig, SFTConfig
 from .data import PAIRS_FILE
-from .expert_signals import load_or_compute_signals
+from .expert_signals import OnlineExpertSignals, load_or_compute_signals, open_frozen
 from .guards import NonFiniteLossGuard
 from .preferences import fusionroute_engine, load_preference_pairs, sample_world_pairs
 from .sft import RouterSFT, SFTDataset, collate_sft, load_sft_examples
@@ -88,13 +88,24 @@ def loss_summary(history: list[dict[str, float]], window: int = 10) -> dict[str,
     return out
 
 
-def expert_signals_for(world: World, examples: list[dict], cfg: SFTConfig, pad_id: int, with_route: bool):
+def online_signals(world: World, cfg: SFTConfig, tokenizer: Any, with_route: bool) -> OnlineExpertSignals | None:
+    """The experts in memory for per-batch signals when `cfg.signals_online` says so (else None: the cache)."""
+    if not with_route or cfg.lambda_route == 0 or not cfg.signals_online(len(tokenizer)):
+        return None
+    experts = [open_frozen(path, torch.device("cpu"), world_dtype(world)) for path in world.experts.values()]
+    return OnlineExpertSignals(experts, vocab=cfg.needs_vocab_signal, topk=cfg.route_vocab_topk)
+
+
+def expert_signals_for(world: World, examples: list[dict], cfg: SFTConfig, pad_id: int, with_route: bool,
+                       online: bool = False):
     if not with_route or cfg.lambda_route == 0:
         return None, {}
+    if online:
+        return None, {"expert_signals": "online"}
     table, folder, hit = load_or_compute_signals(
         world.experts, examples, vocab=cfg.needs_vocab_signal, topk=cfg.route_vocab_topk,
         batch_size=cfg.signal_batch_size, pad_id=pad_id, device=device_of(cfg.accelerator), dtype=world_dtype(world))
-    return table, {"signal_cache": str(folder), "signal_cache_hit": hit, **table.stats()}
+    return table, {"expert_signals": "cache", "signal_cache": str(folder), "signal_cache_hit": hit, **table.stats()}
 
 
 def train_router_sft(world: World, cfg: SFTConfig, out_dir: str | Path) -> Path:
@@ -105,9 +116,10 @@ def train_router_sft(world: World, cfg: SFTConfig, out_dir: str | Path) -> Path:
     L.seed_everything(cfg.seed, verbose=False)
     tokenizer, pad_id = world_tokenizer(world)
     examples = load_sft_examples(world, tokenizer, cfg.max_length, cfg.domains, cfg.max_examples)
-    signals, signal_info = expert_signals_for(world, examples, cfg, pad_id, with_route=True)
+    online = online_signals(world, cfg, tokenizer, with_route=True)
+    signals, signal_info = expert_signals_for(world, examples, cfg, pad_id, with_route=True, online=online is not None)
     router = RouterModel.from_lm(world.router_init, world.expert_names, dtype=torch.float32)
-    module = RouterSFT(router, cfg, stage="router_sft")
+    module = RouterSFT(router, cfg, stage="router_sft", online=online)
     seconds = fit_module(module, SFTDataset(examples, signals), partial(collate_sft, pad_id=pad_id), cfg, out_dir,
                    "router_sft")
     router.save_pretrained(out_dir)

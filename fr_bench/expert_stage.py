@@ -1,0 +1,261 @@
+"""Experts trained from a pretrained base, as a world stage: `world.experts.<name>` may name a base, domain data and a
+recipe instead of a finished checkpoint; each such expert is built once as a cached artifact (MergeBench-style
+domain experts, on any base).
+
+Domain data (`data:`), each a list of {"prompt", "response"} rows, prompts in the evaluation task's own format (the
+expert learns the answer format it is scored on):
+- `gsm8k_train`: GSM8K's train split (`source`: its train.jsonl); response = the reference solution without the
+  `<<...>>` calculator annotations, ending in "#### <answer>" (what the strict extraction reads).
+- `mbpp_train`: MBPP rows outside the test split (task_id 11-510 is never used): prompt (2-10), validation (511-600)
+  and train (601-974) of `source`, minus rows whose description equals a test problem's (sanitized-mbpp.json: 170
+  such rows, 169 kept; task 569 repeats test task 104); response = the reference code in a ```python block.
+- `if_generated`: instruction following without IFEval's prompts. The project's generator
+  (`fr_bench.micro.generators.constraints.sample`) writes prompts about its own topics with one or two IFEval
+  instructions (IFEval's instruction ids and kwargs, so IFEval's checkers verify them). `if_samples` responses per
+  prompt are sampled from the base through the decode engine and kept only when IFEval's checkers (strict) pass them
+  all; prompts with no passing sample are dropped. No IFEval test prompt can appear (tested against input_data.jsonl).
+- any other value: a JSONL file with `prompt` / `response` rows.
+
+Each trained expert's folder also holds `train_rows.jsonl` (its SFT rows) and `task_rows.jsonl` (the domain's rows in
+the benchmark's schema, which its task scores); in the world, `sft_data.<domain>: <expert name>` and
+`pref_prompts.<domain>: <expert name>` point at them, so the router trains on the experts' domains.
+
+Recipe: `full` (full fine-tune with the router SFT machinery on a plain LM, loss L_LM, `train` = SFTConfig keys).
+LoRA is not offered: it needs `peft`, which fr_bench does not pin.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from .cache import artifact_dir, atomic_dir, atomic_write_json, atomic_write_jsonl, is_complete
+from .config import ConfigError
+from .training.configs import SFTConfig
+
+DATA_BUILDERS = ("gsm8k_train", "mbpp_train", "if_generated")
+RECIPES = ("full",)
+MBPP_TEST_IDS = range(11, 511)
+EXPERT_VERSION = 2
+TRAIN_ROWS = "train_rows.jsonl"        # the expert's SFT rows: `world.sft_data.<d>: <expert name>` reads them
+TASK_ROWS = "task_rows.jsonl"          # its domain prompts in the benchmark schema: `world.pref_prompts.<d>: <name>`
+
+
+@dataclass
+class ExpertSpec:
+    """One expert to train: `base` fine-tuned on `data` with `recipe` (module docstring lists the data builders)."""
+
+    base: str = ""                        # checkpoint folder (or Hub name) the expert starts from
+    tokenizer: str | None = None          # None = the world's tokenizer (in a sweep), else the base's
+    data: str = ""                        # gsm8k_train | mbpp_train | if_generated | a prompt/response JSONL path
+    source: str | None = None             # the file the builder reads (gsm8k train.jsonl, an MBPP json/jsonl)
+    recipe: str = "full"                  # full (LoRA needs peft: not offered)
+    max_rows: int | None = None           # cap on training rows (after a seeded shuffle)
+    if_prompts: int = 200                 # if_generated: prompts generated
+    if_samples: int = 4                   # if_generated: samples per prompt from the base
+    if_temperature: float = 0.7
+    if_max_new_tokens: int = 160
+    seed: int = 0
+    train: SFTConfig = field(default_factory=lambda: SFTConfig(lr=2e-5, epochs=1, lambda_route=0.0))
+
+    def validate(self, where: str) -> "ExpertSpec":
+        if not self.base:
+            raise ConfigError(f"{where}.base: required (the checkpoint the expert is fine-tuned from).")
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"{where}.recipe = {self.recipe!r}: only 'full' is offered (LoRA needs peft, which "
+                              "fr_bench does not pin); use recipe: full.")
+        if not self.data:
+            raise ConfigError(f"{where}.data: required: one of {', '.join(DATA_BUILDERS)} or a prompt/response JSONL.")
+        if self.data in ("gsm8k_train", "mbpp_train") and not (self.source and Path(self.source).expanduser().is_file()):
+            raise ConfigError(f"{where}.source = {self.source!r}: data {self.data} reads a local file; point source at "
+                              "it (e.g. ../shared/data/gsm8k/train.jsonl or ../shared/data/mbpp/sanitized-mbpp.json).")
+        if self.data not in DATA_BUILDERS and not Path(self.data).expanduser().is_file():
+            raise ConfigError(f"{where}.data: '{self.data}' is neither a builder ({', '.join(DATA_BUILDERS)}) nor an "
+                              "existing JSONL file.")
+        if self.if_samples < 1 or self.if_prompts < 1:
+            raise ConfigError(f"{where}: if_prompts and if_samples must be >= 1.")
+        self.train.validate()
+        return self
+
+
+def _read_rows(path: str) -> list[dict[str, Any]]:
+    text = Path(path).expanduser().read_text()
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def gsm8k_rows(source: str) -> list[dict[str, str]]:
+    from .tasks import get_task
+
+    task = get_task("gsm8k")
+    rows = []
+    for row in _read_rows(source):
+        rows.append({"prompt": task.user_message(row), "response": gsm8k_solution(row)})
+    return rows
+
+
+def gsm8k_solution(row: dict[str, Any]) -> str:
+    """The reference solution without GSM8K's `<<...>>` calculator annotations (it still ends in "#### n")."""
+    return re.sub(r"<<[^>]*>>", "", row["answer"])
+
+
+def mbpp_solution(row: dict[str, Any]) -> str:
+    return f"```python\n{row['code'].strip()}\n```"
+
+
+def mbpp_train_split(source: str) -> list[dict[str, Any]]:
+    """MBPP rows outside the test split (task_id 11-510) whose description is not also a test problem's."""
+    raw = [{**r, "prompt": r.get("prompt", r.get("text"))} for r in _read_rows(source)]
+    test = {r["prompt"] for r in raw if r["task_id"] in MBPP_TEST_IDS}
+    return [r for r in raw if isinstance(r["task_id"], int) and r["task_id"] not in MBPP_TEST_IDS
+            and r["prompt"] not in test]
+
+
+def mbpp_rows(source: str) -> list[dict[str, str]]:
+    """`mbpp_train_split` in the mbpp task's zero-shot prompt format, the reference code as the response."""
+    from .tasks import get_task
+
+    task = get_task("mbpp")
+    return [{"prompt": task.user_message(row), "response": mbpp_solution(row)} for row in mbpp_train_split(source)]
+
+
+def if_prompts(n: int, seed: int) -> list[dict[str, Any]]:
+    """`n` distinct generated prompts with IFEval instruction ids and kwargs (`key` = index, for the checkers)."""
+    from .micro.generators.constraints import sample
+
+    rng, seen, rows = random.Random(seed), set(), []
+    for _ in range(50 * n):
+        row = sample(rng).row
+        if row["prompt"] in seen:
+            continue
+        seen.add(row["prompt"])
+        rows.append({**row, "key": len(rows), "id": str(len(rows))})
+        if len(rows) == n:
+            break
+    return rows
+
+
+def if_rows(spec: ExpertSpec, tokenizer: Any, model: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """Generated prompts with the base's own responses that pass IFEval's strict checkers."""
+    from .tasks import get_task
+    from .training.preferences import single_model_engine
+
+    task = get_task("ifeval", max_new_tokens=spec.if_max_new_tokens)
+    prompts = if_prompts(spec.if_prompts, spec.seed)
+    engine = single_model_engine(model, tokenizer)
+    samples = []
+    for k in range(spec.if_samples):
+        decoded, _ = engine.generate([task.prompt(r, tokenizer) for r in prompts], spec.if_max_new_tokens,
+                                     batch_size=spec.train.batch_size, temperature=spec.if_temperature,
+                                     seed=spec.seed + k)
+        samples.append([d.text for d in decoded])
+    rows, passed = passing_responses(task, prompts, samples)
+    return rows, {"if_prompts": len(prompts), "if_samples": len(prompts) * spec.if_samples,
+                  "if_sample_pass_rate": passed / (len(prompts) * spec.if_samples), "if_prompts_kept": len(rows)}
+
+
+def passing_responses(task: Any, prompts: list[dict[str, Any]],
+                      samples: list[list[str]]) -> tuple[list[dict[str, str]], int]:
+    """(one {"prompt", "response"} row per prompt with a sample every instruction of which passes the task's strict
+    check, the first such sample; the number of passing samples). `samples[k][i]` = sample k of prompt i."""
+    kept: dict[int, str] = {}
+    passed = 0
+    for outputs in samples:
+        for i, result in enumerate(task.score(prompts, outputs)):
+            passed += result.correct
+            if result.correct and i not in kept:
+                kept[i] = outputs[i]
+    return [{"prompt": prompts[i]["prompt"], "response": kept[i]} for i in sorted(kept)], passed
+
+
+def task_rows(spec: ExpertSpec, sft_rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The domain's rows in the benchmark's own schema, which its task scores (the world's pref_prompts), each with
+    its gold `response` (pairs.gold_as_chosen reads it); if_generated: the prompts that kept a sample."""
+    if spec.data == "gsm8k_train":
+        return [{**r, "response": gsm8k_solution(r)} for r in _read_rows(spec.source)]
+    if spec.data == "mbpp_train":
+        return [{**r, "response": mbpp_solution(r)} for r in mbpp_train_split(spec.source)]
+    if spec.data == "if_generated":
+        kept = {r["prompt"]: r["response"] for r in sft_rows}
+        return [{**r, "response": kept[r["prompt"]]} for r in if_prompts(spec.if_prompts, spec.seed)
+                if r["prompt"] in kept]
+    return []
+
+
+def domain_rows(spec: ExpertSpec, tokenizer: Any, model: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """The expert's SFT rows ({"prompt", "response"}, shuffled, capped by max_rows) and facts about them."""
+    if spec.data == "gsm8k_train":
+        rows, info = gsm8k_rows(spec.source), {}
+    elif spec.data == "mbpp_train":
+        rows, info = mbpp_rows(spec.source), {}
+    elif spec.data == "if_generated":
+        rows, info = if_rows(spec, tokenizer, model)
+    else:
+        rows, info = [{"prompt": r["prompt"], "response": r["response"]} for r in _read_rows(spec.data)], {}
+    random.Random(spec.seed).shuffle(rows)
+    if not rows:
+        raise ValueError(f"expert data '{spec.data}' gave no training row (if_generated: no sample passed the "
+                         "checkers; raise if_samples or if_prompts).")
+    return rows[: spec.max_rows], info
+
+
+def train_expert(spec: ExpertSpec, out_dir: Path) -> Path:
+    """Full fine-tune of spec.base on its domain rows (L_LM); out_dir gets the LM, tokenizer, data and metrics."""
+    import lightning as L
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .chat import encode_example
+    from .training.losses import IGNORE_INDEX
+    from .training.sft import RouterSFT, SFTDataset, collate_sft
+    from .training.stages import fit_module, loss_summary
+
+    L.seed_everything(spec.seed, verbose=False)
+    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer or spec.base)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    lm = AutoModelForCausalLM.from_pretrained(spec.base, dtype=torch.float32)
+    lm.eval()
+    rows, info = domain_rows(spec, tokenizer, lm)
+    examples = [encode_example(tokenizer, r["prompt"], r["response"], spec.train.max_length) for r in rows]
+    examples = [e for e in examples if any(x != IGNORE_INDEX for x in e["labels"][1:])]
+    cfg = replace(spec.train, lambda_route=0.0, seed=spec.seed)
+    module = RouterSFT(lm, cfg, stage="expert_sft")
+    seconds = fit_module(module, SFTDataset(examples), partial(collate_sft, pad_id=pad or 0), cfg, out_dir, "expert_sft")
+    lm.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    atomic_write_jsonl(out_dir / TRAIN_ROWS, rows)
+    atomic_write_jsonl(out_dir / TASK_ROWS, task_rows(spec, rows))
+    atomic_write_json(out_dir / "metrics.json", {"stage": "expert_sft", "data": spec.data, "rows": len(rows),
+                                                 "examples": len(examples), "steps": module.global_steps,
+                                                 "seconds": seconds, **info, **loss_summary(module.history)})
+    return out_dir
+
+
+def _file_digest(path: str | None) -> str | None:
+    if not path or not Path(path).expanduser().is_file():
+        return None
+    return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
+
+
+def expert_key(spec: ExpertSpec) -> dict[str, Any]:
+    """What the trained expert depends on: the spec, the base's weights (cheap fingerprint) and the data files."""
+    from .config import to_dict
+    from .training.expert_signals import checkpoint_fingerprint
+
+    return {"version": EXPERT_VERSION, "spec": to_dict(spec), "base": checkpoint_fingerprint(spec.base),
+            "source": _file_digest(spec.source), "data_file": _file_digest(spec.data)}
+
+
+def build_expert(spec: ExpertSpec) -> Path:
+    """The trained expert's checkpoint folder, from the cache or built now (atomically)."""
+    folder = artifact_dir("trained_expert", expert_key(spec))
+    if not is_complete(folder):
+        with atomic_dir(folder) as tmp:
+            train_expert(spec, tmp)
+    return folder
