@@ -23,8 +23,10 @@ def git_commit(root: Path | None = None) -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10, check=True).stdout
+        # the sweep itself rewrites its report folder before meta.json: only changes outside reports/ count
+        status = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no", "--",
+                                 ".", ":(exclude)reports"], capture_output=True, text=True, timeout=10,
+                                check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": bool(status.strip())}
