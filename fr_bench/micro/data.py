@@ -31,7 +31,7 @@ def _with_id(domain: str, split: str, i: int, row: dict[str, Any]) -> dict[str, 
         return {"task_id": _ID_OFFSET[split] + i, **row}
     if domain == "if":
         return {"key": _ID_OFFSET[split] + i, **row}
-    if domain == "general":
+    if domain in ("general", "mixed"):
         return {"id": f"{split}-{i}", **row}
     return dict(row)
 

@@ -8,7 +8,7 @@ from .base import SampleResult, Task
 
 _REGISTRY: dict[str, type[Task]] = {}
 # Built-in task modules, imported on first lookup so `import fr_bench.tasks` stays cheap.
-_BUILTIN_MODULES = ("gsm8k", "math500", "mbpp", "humaneval", "ifeval", "exact_match")
+_BUILTIN_MODULES = ("gsm8k", "math500", "mbpp", "humaneval", "ifeval", "exact_match", "mixed")
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:

@@ -1,0 +1,96 @@
+"""micro_mixed: generated rows whose gold passes every real check (sandboxed asserts, GSM8K strict extraction,
+lm-eval's IFEval checkers) and whose home-domain segment alone does not; the scripted oracle policy follows its
+schedule through the real decode engine on tiny models."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from fr_bench.decoding.engine import DecodeEngine
+from fr_bench.decoding.policies import SingleModel
+from fr_bench.micro.generators import generate_splits
+from fr_bench.micro.generators.mixed import KINDS
+from fr_bench.micro.oracle import ScheduledExpert, oracle_outputs, token_schedule
+from fr_bench.tasks import get_task
+from fr_bench.tasks.mixed import function_block
+from tiny_lms import WORDS, one_thread, tiny_lm, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def mixed_rows() -> list[dict]:
+    samples = generate_splits("mixed", 0, n_test=60, n_validation=0, n_train=0)["test"]
+    rows = [{"id": str(i), **s.row} for i, s in enumerate(samples)]
+    for row, s in zip(rows, samples):
+        assert "".join(seg["text"] for seg in row["segments"]) == s.response  # the segments are the gold response
+    return rows
+
+
+def gold(row: dict) -> str:
+    return "".join(seg["text"] for seg in row["segments"])
+
+
+def test_every_kind_appears_and_mixes_two_domains(mixed_rows: list[dict]) -> None:
+    assert {r["kind"] for r in mixed_rows} == set(KINDS)
+    for row in mixed_rows:
+        assert len({seg["domain"] for seg in row["segments"]}) == 2, row
+        assert len(row["checks"]) >= 1 + (row["kind"] != "math_code")
+
+
+def test_gold_passes_every_check_and_one_domain_alone_fails(mixed_rows: list[dict]) -> None:
+    task = get_task("mixed")
+    assert all(r.correct for r in task.score(mixed_rows, [gold(r) for r in mixed_rows]))
+    for domain in ("math", "if"):  # a response from one expert's segments only misses the other expert's part
+        alone = ["".join(s["text"] for s in r["segments"] if s["domain"] == domain) for r in mixed_rows]
+        assert not any(r.correct for r in task.score(mixed_rows, alone))
+
+
+def test_a_wrong_number_or_a_missed_constraint_fails(mixed_rows: list[dict]) -> None:
+    task = get_task("mixed")
+    math_code = next(r for r in mixed_rows if r["kind"] == "math_code")
+    off_by_one = re.sub(r"return (.*?)(\d+)$", lambda m: f"return {m[1]}{int(m[2]) + 1}", gold(math_code))
+    math_if = next(r for r in mixed_rows if r["kind"] == "math_if")
+    unconstrained = "".join(s["text"] for s in math_if["segments"] if s["domain"] == "math")
+    wrong_answer = re.sub(r"#### (\d+)", lambda m: f"#### {int(m[1]) + 1}", gold(math_if))
+    res = task.score([math_code, math_if, math_if], [off_by_one, unconstrained, wrong_answer])
+    assert [r.correct for r in res] == [False, False, False]
+    assert res[1].details["checks"] == {"gsm8k": True, "ifeval": False}
+    assert res[2].details["checks"] == {"gsm8k": False, "ifeval": True}
+
+
+def test_function_block_keeps_only_the_function() -> None:
+    text = "<<f>>\n3 + 4 = 7\ndef f(x):\n    return x + 7\nThe function f returns x plus 7."
+    assert function_block(text) == "def f(x):\n    return x + 7\n"
+    assert function_block("no code here") == "no code here"
+
+
+def test_token_schedule_follows_segment_boundaries() -> None:
+    tok = tiny_tokenizer()
+    segments = [{"domain": "a", "text": "w5 w6"}, {"domain": "b", "text": " w7 w8"}, {"domain": "a", "text": " w9"}]
+    assert token_schedule(tok, segments, {"a": 0, "b": 1}) == [0, 0, 1, 1, 0]
+    with pytest.raises(KeyError, match="no model"):
+        token_schedule(tok, segments, {"a": 0})
+
+
+def test_scripted_oracle_decodes_each_token_with_its_scheduled_model() -> None:
+    """The oracle's tokens equal a hand-run: model 0 greedy for two tokens, then model 1 greedy on that prefix."""
+    tok = tiny_tokenizer()
+    a, b = tiny_lm("llama", 1), tiny_lm("llama", 2)
+    prompt = " ".join(WORDS[10:16])
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    with one_thread():
+        engine = DecodeEngine([a, b], ScheduledExpert([0, 0, 1]), tok, eos_ids=set())
+        (out,), _ = engine.generate([prompt], 4, batch_size=1)
+        (first,), _ = DecodeEngine([a], SingleModel(0), tok, eos_ids=set()).generate([prompt], 2)
+        with torch.inference_mode():
+            prefix = torch.tensor([ids + first.token_ids])
+            t3 = b(prefix).logits[0, -1].argmax().item()
+            t4 = b(torch.cat([prefix, torch.tensor([[t3]])], 1)).logits[0, -1].argmax().item()
+        assert out.expert_choices == [0, 0, 1, 1]
+        assert out.token_ids == first.token_ids + [t3, t4]
+        segs = [{"domain": "math", "text": "w1 w2"}, {"domain": "code", "text": " w3 w4"}]
+        (direct,), _ = DecodeEngine([a, b], ScheduledExpert([0, 0, 1, 1]), tok).generate([prompt], 4)
+        assert oracle_outputs([a, b], {"math": 0, "code": 1}, tok, [prompt], [segs], 4) == [direct.text]
+        with pytest.raises(ValueError, match="one prompt at a time"):
+            DecodeEngine([a, b], ScheduledExpert([0]), tok, eos_ids=set()).generate([prompt, prompt], 2)
