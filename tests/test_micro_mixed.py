@@ -94,3 +94,28 @@ def test_scripted_oracle_decodes_each_token_with_its_scheduled_model() -> None:
         assert oracle_outputs([a, b], {"math": 0, "code": 1}, tok, [prompt], [segs], 4) == [direct.text]
         with pytest.raises(ValueError, match="one prompt at a time"):
             DecodeEngine([a, b], ScheduledExpert([0]), tok, eos_ids=set()).generate([prompt, prompt], 2)
+
+
+def test_expert_trains_only_on_its_own_segments_of_a_mixed_row(tmp_path) -> None:
+    """With expert_mixed_segments, the math expert's copy of a math_code row has labels on the math lines only."""
+    from fr_bench.micro.build import expert_rows
+    from fr_bench.micro.config import MicroConfig
+    from fr_bench.micro.data import render
+    from fr_bench.training.data import SFTDataset
+
+    cfg = MicroConfig(expert_mixed_segments=True)
+    cfg.data.n_train, cfg.data.n_router, cfg.data.n_validation, cfg.data.n_test = 30, 0, 0, 0
+    for name, text in render(cfg.data).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    rows = expert_rows(cfg, tmp_path, "math")
+    mixed = [r for r in rows if "spans" in r]
+    assert len(rows) == 30 + len(mixed) and mixed
+    assert all(any(keep for _, keep in r["spans"]) for r in mixed)
+    tok = tiny_tokenizer(sorted({w for r in mixed for w in r["response"].split()}))
+    row = next(r for r in mixed if r["spans"][-1][1] is False)  # math first, then another expert's part
+    (ex,) = SFTDataset([{**row, "response": " ".join(row["response"].split()),
+                         "spans": [(" ".join(t.split()) + (" " if i < len(row["spans"]) - 1 else ""), keep)
+                                   for i, (t, keep) in enumerate(row["spans"])]}], tok).examples
+    trained = [tok.convert_ids_to_tokens(t) for t in ex["labels"] if t != -100]
+    assert " ".join(trained) == " ".join(row["spans"][0][0].split())

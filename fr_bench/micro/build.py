@@ -17,7 +17,7 @@ import torch
 
 from ..cache import atomic_dir, atomic_write_json, cache_root, config_hash, is_complete
 from ..config import to_dict
-from ..training.data import load_pairs
+from ..training.data import load_pairs, read_jsonl
 from ..training.lm import LMTrainConfig, fit_causal_lm
 from ..world import TaskSpec, World
 from .config import EXPERT_DOMAINS, MicroConfig
@@ -115,17 +115,24 @@ def build_models(cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str, 
 def _replay_key(cfg: MicroConfig, domain: str) -> tuple[Any, ...]:
     """What of the replay setting shapes expert `domain`'s data (nothing without replay: older hashes stay valid)."""
     others = [d for d in cfg.replay_domains if d != domain]
-    return ("replay", cfg.expert_replay, others) if cfg.expert_replay > 0 and others else ()
+    key = ("replay", cfg.expert_replay, others) if cfg.expert_replay > 0 and others else ()
+    return key + (("mixed_segments",) if cfg.expert_mixed_segments else ())
 
 
 def expert_rows(cfg: MicroConfig, data_dir: Path, domain: str) -> list[dict[str, str]]:
     """An expert's training rows: its own domain's, then the first `expert_replay` x that many of every other
-    replayed domain (the trainer shuffles)."""
+    replayed domain, then (with `expert_mixed_segments`) the mixed rows it writes a part of, trained on that part
+    only (the trainer shuffles)."""
     sft = data_dir / "sft"
     rows = load_pairs([sft / domain / "train.jsonl"])
     n = round(cfg.expert_replay * len(rows))
     for other in (d for d in cfg.replay_domains if d != domain and n > 0):
         rows += load_pairs([sft / other / "train.jsonl"])[:n]
+    if cfg.expert_mixed_segments:
+        for row in read_jsonl(sft / "mixed" / "train.jsonl"):
+            spans = [(s["text"], s["domain"] == domain) for s in row["segments"]]
+            if any(keep for _, keep in spans):
+                rows.append({"prompt": row["prompt"], "response": row["response"], "spans": spans})
     return rows
 
 

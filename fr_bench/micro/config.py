@@ -66,6 +66,9 @@ class MicroConfig:
     # stays fluent outside its domain (as fine-tunes of one instruct model do). 0 = its own domain only.
     expert_replay: float = 0.0
     replay_domains: list[str] = field(default_factory=lambda: ["math", "code", "if", "general"])
+    # Each expert also trains on its own segments of the mixed rows (the other experts' segments are context, not
+    # targets), so it can write its part inside a mixed response without learning the other parts.
+    expert_mixed_segments: bool = False
     eval: MicroEvalConfig = field(default_factory=MicroEvalConfig)
     # The model the router (and the direct fine-tuning baseline) starts from: base | expert_math | expert_code |
     # expert_if. The paper initialises its router from the instruction-following expert.

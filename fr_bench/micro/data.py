@@ -57,8 +57,8 @@ def render(cfg: MicroDataConfig) -> dict[str, str]:
             rows = [_with_id(domain, split, i, s.row) for i, s in enumerate(samples)]
             files[f"{domain}/{split}.jsonl"] = _jsonl(rows)
             files[f"sft/{domain}/{split}.jsonl"] = _jsonl(
-                [{"prompt": task.user_message(r), "response": s.response, "domain": domain}
-                 for r, s in zip(rows, samples)])
+                [{"prompt": task.user_message(r), "response": s.response, "domain": domain,
+                  **({"segments": r["segments"]} if "segments" in r else {})} for r, s in zip(rows, samples)])
             if split == "router":
                 files[f"pref/{domain}.jsonl"] = _jsonl([{**r, "response": s.response} for r, s in zip(rows, samples)])
     return files

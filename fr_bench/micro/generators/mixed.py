@@ -5,9 +5,9 @@ holds):
 - `math_code`: a word problem whose result is the constant of a function ("... Write a function add_apples(x) that
   returns x plus n, where n is the number of apples Tom has now."): the worked arithmetic, then the function.
   Checked by the function's asserts in the sandbox.
-- `math_if`: a word problem answered under one or two IFEval constraints (a title, quotation marks, a closing
+- `math_if`: a word problem answered under two IFEval constraints (a title, quotation marks, a closing
   phrase, a postscript). Checked by GSM8K's strict extraction and IFEval's checkers.
-- `code_if`: a function, then a one-sentence explanation under one or two constraints. Checked by the asserts and
+- `code_if`: a function, then a one-sentence explanation under two constraints. Checked by the asserts and
   IFEval's checkers.
 
 `segments` in the row is the gold response cut into consecutive pieces, each with the domain whose expert writes
@@ -42,13 +42,16 @@ WRAPPERS = ("detectable_format:title", "startend:quotation", "startend:end_check
 CODE_WRAPPERS = ("detectable_format:title", "startend:end_checker", "detectable_content:postscript")
 CONFLICTS = ({"startend:end_checker", "detectable_content:postscript"},
              {"startend:quotation", "detectable_content:postscript"})
-TWO_CONSTRAINTS = 0.5
+MAX_MATH_LINES = 2  # at most two arithmetic facts: the math expert's segment stays within what it does reliably
 _QUESTION = re.compile(r"^(?P<story>.*) How many (?P<item>\w+) does (?P<name>\w+) have now\?$")
 
 
 def _problem(rng: random.Random) -> tuple[str, str, str, str, int]:
-    """(story without the question, worked lines, item, name, result) of a math word problem."""
+    """(story without the question, worked lines, item, name, result) of a math word problem of at most
+    MAX_MATH_LINES steps."""
     s = arithmetic.sample(rng)
+    while s.response.count("\n") > MAX_MATH_LINES:
+        s = arithmetic.sample(rng)
     m = _QUESTION.match(s.row["question"])
     if m is None:
         raise ValueError(f"arithmetic question in an unexpected form: {s.row['question']!r}")
@@ -57,16 +60,17 @@ def _problem(rng: random.Random) -> tuple[str, str, str, str, int]:
 
 
 def _constraints(rng: random.Random, options: tuple[str, ...]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Two compatible constraints (one alone is a wrapper that replayed data teaches every expert)."""
     ids = [rng.choice(options)]
-    if rng.random() < TWO_CONSTRAINTS:
-        rest = [o for o in options if o != ids[0] and not any({ids[0], o} <= c for c in CONFLICTS)]
-        ids.append(rng.choice(rest))
+    rest = [o for o in options if o != ids[0] and not any({ids[0], o} <= c for c in CONFLICTS)]
+    ids.append(rng.choice(rest))
     ids.sort(key=options.index)  # a fixed order: the gold response applies them in one way
     return ids, [constraints._kwargs(i, rng) for i in ids]
 
 
 def _wrap(body: list[tuple[str, str]], ids: list[str], kwargs: list[dict[str, Any]], title: str,
           tail: str = "") -> list[tuple[str, str]]:
+    # `title` names the topic in the title and the postscript: the item of a word problem, "functions" for code
     """The segments of `body` (+ an `if` explanation `tail`) under the constraints `ids`; the wrapping text is `if`'s."""
     kw = dict(zip(ids, kwargs))
     head, end = "", tail
@@ -112,14 +116,14 @@ def _code_if(rng: random.Random) -> tuple[str, list[tuple[str, str]], dict[str, 
     s = functions.sample(rng)
     row = s.row
     text = row["prompt"].removeprefix("Write a function ").removesuffix(".")  # "add_7(x) that returns x plus 7"
-    fname, does = text.split("(", 1)[0], text.split(" that ", 1)[1]
+    does = text.split(" that ", 1)[1]
     ids, kwargs = _constraints(rng, CODE_WRAPPERS)
     prompt = " ".join([MBPP_PROMPT.format(text=row["prompt"], tests="\n".join(row["test_list"])), EXPLAIN]
                       + [constraints.describe(i, k) for i, k in zip(ids, kwargs)])
     checks = {"mbpp": {"code": row["code"], "test_list": row["test_list"], "test_imports": []},
               "ifeval": {"instruction_id_list": ids, "kwargs": kwargs}}
-    tail = f"\nThe function {fname} {does}."
-    return prompt, _wrap([("code", row["code"])], ids, kwargs, fname, tail), checks
+    tail = f"\nThis function {does}."
+    return prompt, _wrap([("code", row["code"])], ids, kwargs, "functions", tail), checks
 
 
 def sample(rng: random.Random) -> Sample:
