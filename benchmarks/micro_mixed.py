@@ -67,7 +67,7 @@ def token_oracle_correct(world, rows, task) -> list[bool]:
     return [r.correct for r in task.score(rows, outputs)]
 
 
-def fusionroute_cell(sweep: str, micro: list[str]) -> tuple[float, dict]:
+def fusionroute_cell(sweep: str, micro: list[str], workers: int) -> tuple[float, dict]:
     """(accuracy, routing summary) of the sweep's fusionroute cell on micro_mixed, seed 0 (run if not cached)."""
     from routing_stats import summary
 
@@ -81,8 +81,9 @@ def fusionroute_cell(sweep: str, micro: list[str]) -> tuple[float, dict]:
         sys.exit(f"{sweep}: expected one cell for {CELL} with seeds=[0], the plan has {len(plan.cells)}")
     key = plan.cells[0].key
     if not cell_done(key):
-        overrides = ["seeds=[0]"] + ([f"world.micro_overrides={json.dumps(cfg.world.micro_overrides)}"]
-                                     if cfg.world.micro_overrides else [])
+        overrides = ["seeds=[0]", f"executor.workers={workers}"]
+        if cfg.world.micro_overrides:
+            overrides.append(f"world.micro_overrides={json.dumps(cfg.world.micro_overrides)}")
         cmd = [sys.executable, "-m", "fr_bench.sweep", sweep, *overrides, "--only", CELL, "--no-report",
                "--out", str(Path(os.environ.get("FR_BENCH_CACHE", "/tmp")) / "micro_mixed_report")]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=("test", "validation"))
     parser.add_argument("--no-fusionroute", action="store_true", help="skip the sweep's FusionRoute cell")
     parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of the sweep run for FusionRoute")
     args = parser.parse_args()
     import torch
 
@@ -132,7 +134,7 @@ def main() -> None:
               "split": args.split, "n": len(rows), "experts": {n: pct(c) for n, c in experts.items()},
               "per_kind": per_kind}
     if not args.no_fusionroute:
-        acc, routing = fusionroute_cell(args.sweep, args.micro)
+        acc, routing = fusionroute_cell(args.sweep, args.micro, args.workers)
         result.update(fusionroute=round(100 * acc, 1), switch_rate=round(100 * routing["off_home"], 2),
                       fusionroute_split="test", routing=routing)
     cols = list(next(iter(per_kind.values())))

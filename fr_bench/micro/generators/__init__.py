@@ -1,9 +1,9 @@
 """Generators of the micro world's tasks, one module per domain, rows in the real benchmarks' schemas.
 
 Every generator is a function `sample(rng) -> Sample`: one task row in the schema of the benchmark that scores it
-(GSM8K, MBPP, IFEval, exact match; mixed rows carry several of these checks), the gold response a model is trained on, and a `group` key. Splits are made per
-group, so a test question (or a test function description) never appears, even with other numbers or asserts, in
-the training split.
+(GSM8K, MBPP, IFEval, exact match; a mixed row carries several of these checks), the gold response a model is
+trained on, and a `group` key. Splits are made per group, so a test question (or a test function description)
+never appears, even with other numbers or asserts, in the training split.
 """
 from __future__ import annotations
 

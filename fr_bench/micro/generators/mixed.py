@@ -70,8 +70,8 @@ def _constraints(rng: random.Random, options: tuple[str, ...]) -> tuple[list[str
 
 def _wrap(body: list[tuple[str, str]], ids: list[str], kwargs: list[dict[str, Any]], title: str,
           tail: str = "") -> list[tuple[str, str]]:
-    # `title` names the topic in the title and the postscript: the item of a word problem, "functions" for code
-    """The segments of `body` (+ an `if` explanation `tail`) under the constraints `ids`; the wrapping text is `if`'s."""
+    """The segments of `body` (+ an `if` explanation `tail`) under the constraints `ids`; the wrapping text is the
+    `if` expert's. `title` is the topic of the title and the postscript (a word problem's item, or "functions")."""
     kw = dict(zip(ids, kwargs))
     head, end = "", tail
     if "detectable_format:title" in kw:
