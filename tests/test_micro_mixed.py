@@ -119,3 +119,37 @@ def test_expert_trains_only_on_its_own_segments_of_a_mixed_row(tmp_path) -> None
                                    for i, (t, keep) in enumerate(row["spans"])]}], tok).examples
     trained = [tok.convert_ids_to_tokens(t) for t in ex["labels"] if t != -100]
     assert " ".join(trained) == " ".join(row["spans"][0][0].split())
+
+
+def test_mixed_task_names_a_bad_check(tmp_path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": 0, "prompt": "p", "checks": {"humaneval": {}}}\n')
+    with pytest.raises(ValueError, match=r"checks \['humaneval'\].*'gsm8k', 'mbpp', 'ifeval'"):
+        get_task("mixed", data=str(path)).load()
+
+
+def _last_json(script: str, *args: str) -> dict:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, str(repo / "benchmarks" / script), *args], cwd=repo, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_micro_mixed_benchmark_prints_both_oracles() -> None:
+    result = _last_json("micro_mixed.py", "--sweep", "experiments/smoke.yaml", "--no-fusionroute")
+    assert {"seq_oracle", "token_oracle", "fusionroute", "switch_rate"} <= set(result)
+    assert 0 <= result["seq_oracle"] <= 100 and 0 <= result["token_oracle"] <= 100 and result["n"] == 8
+
+
+@pytest.mark.slow
+def test_world_stability_prints_the_differences() -> None:
+    result = _last_json("world_stability.py", "--config", "experiments/micro_tiny.yaml")
+    assert set(result["diffs"]) == {"base", "expert_math", "expert_code", "expert_if"}
+    assert result["max_abs_diff_points"] == max(abs(v) for row in result["diffs"].values() for v in row.values())
