@@ -214,13 +214,6 @@ def average_paired(diffs: Sequence[PairedDiff]) -> PairedDiff:
 
 # --- Significance: training variance (seeds) and benchmark sampling (ids) together -------------------------------
 
-def t_two_sided_p(t: float, df: int) -> float:
-    """P(|T| >= |t|) for Student's t with integer df."""
-    if math.isinf(t):
-        return 0.0
-    return max(0.0, 1.0 - _t_two_sided_mass(abs(t), df))
-
-
 def normal_two_sided_p(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2))
 
