@@ -51,6 +51,20 @@ def test_paper_logmix_full_vocab() -> None:
     assert routing_loss(routing, signal, mask, "paper_logmix").item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_paper_logmix_stays_fp32_under_bf16_autocast() -> None:
+    """bf16 autocast (precision: bf16-mixed) would run the mixture einsum in bf16; the loss must not change."""
+    torch.manual_seed(0)
+    vocab = torch.randn(6, 3, 50).log_softmax(-1)                  # 6 positions, 3 experts, 50 tokens
+    routing = torch.randn(1, 6, 3)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    signal = ExpertSignal(gold_logps=torch.zeros(1, 6, 3), vocab_logps=vocab, gold_index=torch.arange(6))
+    exact = routing_loss(routing, signal, mask, "paper_logmix")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = routing_loss(routing, signal, mask, "paper_logmix")
+    assert mixed.dtype == torch.float32
+    assert mixed.item() == pytest.approx(exact.item(), rel=1e-6)
+
+
 def test_paper_logmix_raw_weights_and_topk_padding() -> None:
     routing = torch.tensor([[[2.0, 0.0]]])                         # raw weights (2, 0): z_mix = 2 log p0
     mask = torch.tensor([[True]])

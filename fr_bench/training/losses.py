@@ -68,7 +68,9 @@ def routing_loss(routing_logits: torch.Tensor, expert_signal: ExpertSignal, mask
         valid = expert_signal.vocab_valid
         if valid is not None:
             vocab = vocab.masked_fill(~valid[:, None, :], 0.0)
-        mixed = torch.einsum("pn,pnk->pk", _routing_weights(scores, weights), vocab)
+        # fp32 even under bf16 autocast (which would run the einsum in bf16 and blur the mixture's log-probs)
+        with torch.autocast(vocab.device.type, enabled=False):
+            mixed = torch.einsum("pn,pnk->pk", _routing_weights(scores, weights), vocab)
         if valid is not None:
             mixed = mixed.masked_fill(~valid, float("-inf"))
         logp = mixed.log_softmax(-1).gather(-1, expert_signal.gold_index[:, None].long()).squeeze(-1)
