@@ -3,10 +3,12 @@
 Cold: `python -m fr_bench.micro build CONFIG --json` in a fresh, empty FR_BENCH_CACHE (data, tokenizer, base, three
 experts, the evaluation table). Warm: the same command again, everything from the cache. Both are wall-clock times
 of the whole process (Python start-up and imports included). Accuracy: the primary metric of each model on each
-domain's micro test split, scored by the real task scorers.
+domain's micro validation split, scored by the real task scorers.
 
-The specialisation targets checked (and reported under "targets"): each expert scores >= 50% on its own domain,
-beats every other model there by >= 20 points, and is >= 15 points below each other expert domain's expert.
+The targets checked (and reported under "targets"), on the validation table: the base scores >= 30% on
+micro_general; each expert scores >= 50% on its own domain, beats every other model there, and keeps >= 1/3 of the
+base's score on every other single-domain task (experts like fine-tunes of one instruct model, not from-scratch
+specialists).
 
 Prints one JSON object as its last line. Run:
   .venv/bin/python benchmarks/micro_build.py                          # experiments/micro.yaml
@@ -40,13 +42,13 @@ def build(config: str, overrides: list[str], cache: str) -> tuple[float, dict]:
 
 
 def targets(acc: dict[str, dict[str, float]]) -> dict[str, bool]:
-    out = {}
+    out = {"base_general>=30%": acc["base"]["general"] >= 0.3}
     for d in EXPERT_DOMAINS:
         own = acc[f"expert_{d}"][d]
         out[f"expert_{d}>=50%"] = own >= 0.5
-        out[f"expert_{d}_beats_others_by_20"] = all(own - acc[m][d] >= 0.2 for m in acc if m != f"expert_{d}")
-        out[f"expert_{d}_15_below_elsewhere"] = all(acc[f"expert_{o}"][o] - acc[f"expert_{d}"][o] >= 0.15
-                                                    for o in EXPERT_DOMAINS if o != d)
+        out[f"expert_{d}_best_at_home"] = all(own > acc[m][d] for m in acc if m != f"expert_{d}")
+        out[f"expert_{d}_keeps_a_third_of_base_elsewhere"] = all(
+            acc[f"expert_{d}"][o] >= acc["base"][o] / 3 for o in acc["base"] if o not in (d, "mixed"))
     return out
 
 

@@ -11,6 +11,7 @@ import pytest
 from fr_bench.cache import is_complete
 from fr_bench.config import load_config
 from fr_bench.micro.build import MODELS, build_micro_world, specialisation_table
+from fr_bench.micro.generators import DOMAINS
 from fr_bench.micro.config import MicroConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,9 +44,10 @@ def test_first_build_makes_everything(first_build) -> None:
     assert info["built"] == ALL
     assert list(world.experts) == ["math", "code", "if"]
     assert world.router_init == world.experts["if"]   # MicroConfig.router_init: the paper starts from the IF expert
-    assert set(world.sft_data) == set(world.pref_prompts) == {"math", "code", "if", "general"}
+    assert set(world.sft_data) == set(world.pref_prompts) == set(DOMAINS)
     assert {n: s.task for n, s in world.tasks.items()} == {
-        "micro_math": "gsm8k", "micro_code": "mbpp", "micro_if": "ifeval", "micro_general": "exact_match"}
+        "micro_math": "gsm8k", "micro_code": "mbpp", "micro_if": "ifeval", "micro_general": "exact_match",
+        "micro_mixed": "mixed"}
     for path in [world.tokenizer, world.base, *world.experts.values()]:
         assert is_complete(path)
     for spec in world.tasks.values():
@@ -123,13 +125,13 @@ def test_table_and_cli(first_build, in_cache: Path, capsys: pytest.CaptureFixtur
     world, info = build_micro_world(cfg)
     table = specialisation_table(cfg, world, info)
     assert list(table) == list(MODELS)
-    assert all(set(row) == {"math", "code", "if", "general"} and all(0 <= v <= 1 for v in row.values())
+    assert all(set(row) == set(DOMAINS) and all(0 <= v <= 1 for v in row.values())
                for row in table.values())
     assert info["built"] == [f"eval_{m}" for m in MODELS]
     samples = sorted((in_cache / "micro_eval").glob("*/samples_*.jsonl"))    # per-sample outputs of every model
     assert len(samples) == len(MODELS) * len(world.tasks)
-    assert all(len(rows := f.read_text().splitlines()) == 4 and all("output" in json.loads(r) for r in rows)
-               for f in samples)
+    assert all(len(rows := f.read_text().splitlines()) == cfg.data.n_validation  # the table reads validation
+               and all("output" in json.loads(r) for r in rows) for f in samples)
     assert main(["build", str(TINY), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["accuracy"] == table and out["info"]["built"] == []  # evaluations come from the cache too

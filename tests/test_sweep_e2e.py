@@ -58,10 +58,12 @@ def test_smoke_sweep_writes_every_table_and_plot(reference):
 
     cfg = load_config(SweepConfig, SMOKE)
     got = metrics_of(out)
-    assert len(got) == len(cfg.methods) * 4 * len(cfg.seeds)
+    from fr_bench.sweep.worlds import MICRO_TASKS
+
+    assert len(got) == len(cfg.methods) * len(MICRO_TASKS) * len(cfg.seeds)
     for method in cfg.methods:
         for seed in cfg.seeds:
-            for task in ("micro_math", "micro_code", "micro_if", "micro_general"):
+            for task in MICRO_TASKS:
                 samples = out / "samples" / method / task / f"seed{seed}.jsonl"
                 assert samples.is_file() and samples.read_text().strip(), samples
     for ext in ("md", "tex", "csv"):

@@ -17,7 +17,7 @@ import torch
 
 from ..cache import atomic_dir, atomic_write_json, cache_root, config_hash, is_complete
 from ..config import to_dict
-from ..training.data import load_pairs
+from ..training.data import load_pairs, read_jsonl
 from ..training.lm import LMTrainConfig, fit_causal_lm
 from ..world import TaskSpec, World
 from .config import EXPERT_DOMAINS, MicroConfig
@@ -69,11 +69,10 @@ def new_model(cfg: MicroConfig, tokenizer: Any) -> torch.nn.Module:
     return LlamaForCausalLM(config)
 
 
-def _train_and_save(path: Path, model: torch.nn.Module, tokenizer: Any, train_files: list[Path],
-                    val_files: list[Path], train_cfg: LMTrainConfig, name: str, meta: dict[str, Any]) -> None:
+def _train_and_save(path: Path, model: torch.nn.Module, tokenizer: Any, train_rows: list[dict[str, str]],
+                    val_rows: list[dict[str, str]], train_cfg: LMTrainConfig, name: str, meta: dict[str, Any]) -> None:
     with atomic_dir(path) as tmp:
-        result = fit_causal_lm(model, tokenizer, load_pairs(train_files), load_pairs(val_files), train_cfg,
-                               tmp / "logs", name)
+        result = fit_causal_lm(model, tokenizer, train_rows, val_rows, train_cfg, tmp / "logs", name)
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         atomic_write_json(tmp / "train_info.json", {**meta, "name": name, "result": vars(result),
@@ -94,7 +93,7 @@ def build_models(cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str, 
     paths["base"], keys["base"] = _artifact("micro_base", to_dict(cfg.model), train_key(cfg.base), tok_key)
     for d in EXPERT_DOMAINS:
         paths[f"expert_{d}"], keys[f"expert_{d}"] = _artifact("micro_expert", d, train_key(cfg.expert_train(d)),
-                                                              keys["base"])
+                                                              keys["base"], *_replay_key(cfg, d))
     todo = [name for name in MODELS if not is_complete(paths[name])]
     args = (cfg, data_dir, tok_dir, tok_key, paths, keys)
     if pool is None:
@@ -113,6 +112,30 @@ def build_models(cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str, 
     return paths, keys
 
 
+def _replay_key(cfg: MicroConfig, domain: str) -> tuple[Any, ...]:
+    """What of the replay setting shapes expert `domain`'s data (nothing without replay: older hashes stay valid)."""
+    others = [d for d in cfg.replay_domains if d != domain]
+    key = ("replay", cfg.expert_replay, others) if cfg.expert_replay > 0 and others else ()
+    return key + (("mixed_segments",) if cfg.expert_mixed_segments else ())
+
+
+def expert_rows(cfg: MicroConfig, data_dir: Path, domain: str) -> list[dict[str, str]]:
+    """An expert's training rows: its own domain's, then the first `expert_replay` x that many of every other
+    replayed domain, then (with `expert_mixed_segments`) the mixed rows it writes a part of, trained on that part
+    only (the trainer shuffles)."""
+    sft = data_dir / "sft"
+    rows = load_pairs([sft / domain / "train.jsonl"])
+    n = round(cfg.expert_replay * len(rows))
+    for other in (d for d in cfg.replay_domains if d != domain and n > 0):
+        rows += load_pairs([sft / other / "train.jsonl"])[:n]
+    if cfg.expert_mixed_segments:
+        for row in read_jsonl(sft / "mixed" / "train.jsonl"):
+            spans = [(s["text"], s["domain"] == domain) for s in row["segments"]]
+            if any(keep for _, keep in spans):
+                rows.append({"prompt": row["prompt"], "response": row["response"], "spans": spans})
+    return rows
+
+
 def _train_model(name: str, cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str, paths: dict[str, Path],
                  keys: dict[str, str]) -> None:
     """Train one model of the world (the base from scratch, an expert from the base) into its cache folder."""
@@ -129,8 +152,16 @@ def _train_model(name: str, cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok
         model = AutoModelForCausalLM.from_pretrained(str(paths["base"]))
         domains, meta, train_cfg = [domain], {"base": keys["base"]}, cfg.expert_train(domain)
     sft = data_dir / "sft"
-    _train_and_save(paths[name], model, tokenizer, [sft / d / "train.jsonl" for d in domains],
-                    [sft / d / "validation.jsonl" for d in domains], train_cfg, name, {"domains": domains, **meta})
+    rows = load_pairs([sft / d / "train.jsonl" for d in domains]) if name == "base" else expert_rows(
+        cfg, data_dir, domains[0])
+    _train_and_save(paths[name], model, tokenizer, rows, load_pairs([sft / d / "validation.jsonl" for d in domains]),
+                    train_cfg, name, {"domains": domains, **meta, "train_rows": len(rows)})
+
+
+def micro_tasks(cfg: MicroConfig, data_dir: Path, split: str) -> dict[str, TaskSpec]:
+    """The micro tasks by display name, reading `split` (the sweep reads test; the build's table validation)."""
+    return {TASK_NAMES[d]: TaskSpec(task_name(d), data=str(data_dir / d / f"{split}.jsonl"),
+                                    max_new_tokens=cfg.eval.max_new_tokens[d]) for d in DOMAINS}
 
 
 def make_world(cfg: MicroConfig, data_dir: Path, tok_dir: Path, paths: dict[str, Path]) -> World:
@@ -140,8 +171,7 @@ def make_world(cfg: MicroConfig, data_dir: Path, tok_dir: Path, paths: dict[str,
         router_init=str(paths[cfg.router_init]),
         sft_data={d: str(data_dir / "sft" / d / "router.jsonl") for d in DOMAINS},
         pref_prompts={d: str(data_dir / "pref" / f"{d}.jsonl") for d in DOMAINS},
-        tasks={TASK_NAMES[d]: TaskSpec(task_name(d), data=str(data_dir / d / "test.jsonl"),
-                                       max_new_tokens=cfg.eval.max_new_tokens[d]) for d in DOMAINS},
+        tasks=micro_tasks(cfg, data_dir, "test"),
     )
 
 
@@ -173,16 +203,21 @@ def build_micro_world(cfg: MicroConfig, pool: Executor | None = None) -> tuple[W
 
 
 def specialisation_table(cfg: MicroConfig, world: World, info: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Primary metric of each model (base and experts) on each domain's test split, cached per model and data."""
+    """Primary metric of each model (base and experts) on each domain's VALIDATION split, cached per model and data.
+
+    Every world setting is chosen on this table; only the sweep reads the test split."""
+    from dataclasses import replace
+
     from .evaluate import evaluate_model
 
+    val_world = replace(world, tasks=micro_tasks(cfg, Path(info["paths"]["data"]), "validation"))
     table: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
     for name in MODELS:
-        path, _ = _artifact("micro_eval", info["keys"][name], info["keys"]["data"], to_dict(cfg.eval))
+        path, _ = _artifact("micro_eval", info["keys"][name], info["keys"]["data"], to_dict(cfg.eval), "validation")
         if not is_complete(path):
             with atomic_dir(path) as tmp:
-                summary = evaluate_model(world, name.removeprefix("expert_"), cfg.eval.batch_size, tmp)
+                summary = evaluate_model(val_world, name.removeprefix("expert_"), cfg.eval.batch_size, tmp)
                 atomic_write_json(tmp / "summary.json", summary)
             info["built"].append(f"eval_{name}")
         summary = json.loads((path / "summary.json").read_text())
@@ -192,7 +227,7 @@ def specialisation_table(cfg: MicroConfig, world: World, info: dict[str, Any]) -
 
 
 def format_table(table: dict[str, dict[str, float]]) -> str:
-    """Accuracy (%) per model (rows) and domain (columns)."""
-    lines = ["model        " + "".join(f"{d:>9}" for d in DOMAINS)]
-    lines += [f"{m:<13}" + "".join(f"{100 * row[d]:>9.1f}" for d in DOMAINS) for m, row in table.items()]
+    """Validation accuracy (%) per model (rows) and domain (columns)."""
+    lines = ["model (validation)" + "".join(f"{d:>9}" for d in DOMAINS)]
+    lines += [f"{m:<18}" + "".join(f"{100 * row[d]:>9.1f}" for d in DOMAINS) for m, row in table.items()]
     return "\n".join(lines)

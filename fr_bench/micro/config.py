@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..config import ConfigError
 from ..training.lm import LMTrainConfig
+from .generators import DOMAINS
 
 EXPERT_DOMAINS = ("math", "code", "if")
 
@@ -18,8 +19,8 @@ class MicroDataConfig:
     seed: int = 0
     n_train: int = 4000       # rows per domain the base and the experts train on
     n_router: int = 300       # more rows per domain, held out: router SFT, direct fine-tuning, preference prompts
-    n_validation: int = 100   # rows per domain (validation loss during training)
-    n_test: int = 100         # rows per domain in the evaluation tasks
+    n_validation: int = 200   # rows per domain: validation loss during training and the specialisation table
+    n_test: int = 200         # rows per domain in the evaluation tasks (read by the sweep only)
 
 
 @dataclass
@@ -48,7 +49,7 @@ class MicroModelConfig:
 class MicroEvalConfig:
     batch_size: int = 50
     max_new_tokens: dict[str, int] = field(
-        default_factory=lambda: {"math": 48, "code": 48, "if": 160, "general": 16})
+        default_factory=lambda: {"math": 48, "code": 48, "if": 160, "general": 16, "mixed": 96})
 
 
 @dataclass
@@ -61,6 +62,13 @@ class MicroConfig:
     base: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(max_steps=1000, batch_size=8, warmup_steps=30))
     expert: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(max_steps=900, batch_size=8, warmup_steps=30))
     expert_steps: dict[str, int] = field(default_factory=dict)  # per-domain override of expert.max_steps
+    # Replay: each expert also trains on this many rows of every other replayed domain per row of its own, so it
+    # stays fluent outside its domain (as fine-tunes of one instruct model do). 0 = its own domain only.
+    expert_replay: float = 0.0
+    replay_domains: list[str] = field(default_factory=lambda: ["math", "code", "if", "general"])
+    # Each expert also trains on its own segments of the mixed rows (the other experts' segments are context, not
+    # targets), so it can write its part inside a mixed response without learning the other parts.
+    expert_mixed_segments: bool = False
     eval: MicroEvalConfig = field(default_factory=MicroEvalConfig)
     # The model the router (and the direct fine-tuning baseline) starts from: base | expert_math | expert_code |
     # expert_if. The paper initialises its router from the instruction-following expert.
@@ -71,7 +79,12 @@ class MicroConfig:
         unknown = sorted(set(self.expert_steps) - set(EXPERT_DOMAINS))
         if unknown:
             raise ConfigError(f"expert_steps has unknown domain(s) {unknown}; use {', '.join(EXPERT_DOMAINS)}.")
-        missing = sorted({"math", "code", "if", "general"} - set(self.eval.max_new_tokens))
+        if self.expert_replay < 0:
+            raise ConfigError(f"expert_replay = {self.expert_replay} must be >= 0 (0 = no replay).")
+        unknown = sorted(set(self.replay_domains) - set(DOMAINS))
+        if unknown:
+            raise ConfigError(f"replay_domains has unknown domain(s) {unknown}; use {', '.join(DOMAINS)}.")
+        missing = sorted(set(DOMAINS) - set(self.eval.max_new_tokens))
         if missing:
             raise ConfigError(f"eval.max_new_tokens lacks domain(s) {missing}; give a budget for each.")
         if self.data.n_train < 1 or self.data.n_test < 1:

@@ -31,7 +31,7 @@ def _with_id(domain: str, split: str, i: int, row: dict[str, Any]) -> dict[str, 
         return {"task_id": _ID_OFFSET[split] + i, **row}
     if domain == "if":
         return {"key": _ID_OFFSET[split] + i, **row}
-    if domain == "general":
+    if domain in ("general", "mixed"):
         return {"id": f"{split}-{i}", **row}
     return dict(row)
 
@@ -57,8 +57,8 @@ def render(cfg: MicroDataConfig) -> dict[str, str]:
             rows = [_with_id(domain, split, i, s.row) for i, s in enumerate(samples)]
             files[f"{domain}/{split}.jsonl"] = _jsonl(rows)
             files[f"sft/{domain}/{split}.jsonl"] = _jsonl(
-                [{"prompt": task.user_message(r), "response": s.response, "domain": domain}
-                 for r, s in zip(rows, samples)])
+                [{"prompt": task.user_message(r), "response": s.response, "domain": domain,
+                  **({"segments": r["segments"]} if "segments" in r else {})} for r, s in zip(rows, samples)])
             if split == "router":
                 files[f"pref/{domain}.jsonl"] = _jsonl([{**r, "response": s.response} for r, s in zip(rows, samples)])
     return files

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from ..cache import atomic_write_json, atomic_write_jsonl
 
-DOMAINS = ("math", "code", "if", "general")
+DOMAINS = ("math", "code", "if", "mixed", "general")
 METHOD_GROUPS = ("fusionroute", "ablation", "baseline", "expert")
 # A sample row holds at least these; extra keys (e.g. a judge's verdicts) are kept as they are.
 SAMPLE_FIELDS = ("id", "prompt", "output", "extracted", "gold", "correct", "metrics", "expert_choices", "tokens",

@@ -20,7 +20,7 @@ from .summary import AVG, SweepSummary
 
 BENCHMARK_LABELS = {"gsm8k": "GSM8K", "math500": "MATH500", "mbpp": "MBPP", "humaneval": "HumanEval",
                     "ifeval": "IFEval"}
-DOMAIN_LABELS = {"math": "Math", "code": "Code", "if": "IF", "general": "General"}
+DOMAIN_LABELS = {"math": "Math", "code": "Code", "if": "IF", "mixed": "Mixed", "general": "General"}
 MARKER_MD, MARKER_TEX = "†", r"$^{\dagger}$"
 ONE_RUN_MD, ONE_RUN_TEX = "‡", r"$^{\ddagger}$"
 MISSING_MD, MISSING_TEX = "–", "--"

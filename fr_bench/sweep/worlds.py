@@ -10,7 +10,8 @@ from ..config import ConfigError
 from ..world import TaskSpec, World
 from .config import SweepConfig, TaskEntry, WorldConfig
 
-MICRO_TASKS = {"micro_math": "gsm8k", "micro_code": "mbpp", "micro_if": "ifeval", "micro_general": "exact_match"}
+MICRO_TASKS = {"micro_math": "gsm8k", "micro_code": "mbpp", "micro_if": "ifeval", "micro_general": "exact_match",
+               "micro_mixed": "mixed"}
 EVAL_SPLITS = ("test", "validation")
 
 

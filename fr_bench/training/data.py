@@ -37,10 +37,12 @@ def load_pairs(paths: Sequence[str | Path], prompt_key: str = "prompt",
 
 
 class SFTDataset(Dataset):
-    """Pre-encoded (prompt, response) examples."""
+    """Pre-encoded (prompt, response) examples; a row's optional `spans` [(text, trained)] masks parts of its
+    response (`fr_bench.chat.encode_example`)."""
 
     def __init__(self, rows: Sequence[dict[str, str]], tokenizer: Any, max_length: int | None = None) -> None:
-        self.examples = [encode_example(tokenizer, r["prompt"], r["response"], max_length) for r in rows]
+        self.examples = [encode_example(tokenizer, r["prompt"], r["response"], max_length, r.get("spans"))
+                         for r in rows]
 
     def __len__(self) -> int:
         return len(self.examples)

@@ -1,19 +1,19 @@
 """Generators of the micro world's tasks, one module per domain, rows in the real benchmarks' schemas.
 
 Every generator is a function `sample(rng) -> Sample`: one task row in the schema of the benchmark that scores it
-(GSM8K, MBPP, IFEval, exact match), the gold response a model is trained on, and a `group` key. Splits are made per
-group, so a test question (or a test function description) never appears, even with other numbers or asserts, in
-the training split.
+(GSM8K, MBPP, IFEval, exact match; a mixed row carries several of these checks), the gold response a model is
+trained on, and a `group` key. Splits are made per group, so a test question (or a test function description)
+never appears, even with other numbers or asserts, in the training split.
 """
 from __future__ import annotations
 
 import random
 from typing import Callable
 
-from . import arithmetic, constraints, functions, lookup
+from . import arithmetic, constraints, functions, lookup, mixed
 from .base import Sample
 
-DOMAINS: tuple[str, ...] = ("math", "code", "if", "general")
+DOMAINS: tuple[str, ...] = ("math", "code", "if", "general", "mixed")
 
 # domain -> (task that scores its rows, sampler)
 GENERATORS: dict[str, tuple[str, Callable[[random.Random], Sample]]] = {
@@ -21,6 +21,7 @@ GENERATORS: dict[str, tuple[str, Callable[[random.Random], Sample]]] = {
     "code": ("mbpp", functions.sample),
     "if": ("ifeval", constraints.sample),
     "general": ("exact_match", lookup.sample),
+    "mixed": ("mixed", mixed.sample),
 }
 
 
