@@ -28,7 +28,7 @@ def main() -> None:
     from fr_bench.sweep.config import SweepConfig
     from fr_bench.sweep.plan import make_plan
     from fr_bench.sweep.run import artifact_path
-    from fr_bench.sweep.worlds import planned_tasks, resolve_world, world_key
+    from fr_bench.sweep.worlds import planned_tasks, resolve_world, world_keys
     from fr_bench.tasks import get_task
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,7 +41,7 @@ def main() -> None:
     missing = [m for m in METHODS if m not in cfg.methods]
     if missing:
         raise SystemExit(f"{args.config} has no methods {missing}; add e.g. `collab: {{method: collab}}`")
-    plan = make_plan(cfg, world_key(cfg.world), planned_tasks(cfg))
+    plan = make_plan(cfg, world_keys(cfg), planned_tasks(cfg))
     world = resolve_world(cfg)
     tokenizer = AutoTokenizer.from_pretrained(world.tokenizer)
     task = get_task("mbpp", data=world.tasks["micro_code"].data)

@@ -21,7 +21,7 @@ from fr_bench.sweep.config import SweepConfig
 from fr_bench.sweep.executor import open_executor
 from fr_bench.sweep.plan import make_plan, select
 from fr_bench.sweep.run import artifact_path, assemble, execute
-from fr_bench.sweep.worlds import planned_tasks, resolve_world, world_key
+from fr_bench.sweep.worlds import planned_tasks, resolve_worlds, world_keys
 
 METHODS = "fusionroute,fusionroute_no_complement,fusionroute_sft_only,expert_*,base"
 
@@ -61,19 +61,19 @@ def main() -> None:
     p.add_argument("--max-rows", type=int, default=100, help="validation rows per domain for routing accuracy")
     args = p.parse_args()
     cfg = load_config(SweepConfig, args.config, args.overrides)
-    plan = select(make_plan(cfg, world_key(cfg.world), planned_tasks(cfg)), METHODS)
+    plan = select(make_plan(cfg, world_keys(cfg), planned_tasks(cfg)), METHODS)
     with open_executor(cfg.executor, cfg.threads) as executor:
-        world = resolve_world(cfg, executor.processes)
-        execute(plan, world, cfg, executor)
+        worlds = resolve_worlds(cfg, executor.processes)
+        execute(plan, worlds, cfg, executor)
     with tempfile.TemporaryDirectory() as tmp:
-        assemble(plan, world, cfg, Path(tmp))
+        assemble(plan, worlds[cfg.seeds[0]], cfg, Path(tmp))
         rows = [json.loads(line) for line in (Path(tmp) / "results.jsonl").read_text().splitlines()]
     accuracy: dict[str, dict[str, float]] = {}
     for r in rows:
         accuracy.setdefault(r["method"], {}).setdefault(r["domain"], []).append(r["primary"])
     accuracy = {m: {d: round(sum(v) / len(v), 4) for d, v in doms.items()} for m, doms in accuracy.items()}
     router = next(n for n in plan.artifacts if n.name == "router_cdpo")
-    stats = routing_accuracy(world, artifact_path(router.key), args.max_rows)
+    stats = routing_accuracy(worlds[router.seed], artifact_path(router.key), args.max_rows)
     print(json.dumps({**{k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()},
                       "accuracy": accuracy}))
 

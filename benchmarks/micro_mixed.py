@@ -73,10 +73,10 @@ def fusionroute_cell(sweep: str, micro: list[str], workers: int) -> tuple[float,
 
     from fr_bench.sweep.cells import cell_done, read_cell
     from fr_bench.sweep.plan import make_plan, select
-    from fr_bench.sweep.worlds import planned_tasks, world_key
+    from fr_bench.sweep.worlds import planned_tasks, world_keys
 
     cfg = sweep_config(sweep, micro)
-    plan = select(make_plan(cfg, world_key(cfg.world), planned_tasks(cfg)), CELL)
+    plan = select(make_plan(cfg, world_keys(cfg), planned_tasks(cfg)), CELL)
     if len(plan.cells) != 1:
         sys.exit(f"{sweep}: expected one cell for {CELL} with seeds=[0], the plan has {len(plan.cells)}")
     key = plan.cells[0].key

@@ -49,20 +49,20 @@ def load_sweep_method(sweep: str, method: str, seed: int = 0, overrides: Sequenc
     from .sweep.executor import check_executor, open_executor
     from .sweep.plan import Plan, make_plan
     from .sweep.run import artifact_path, execute
-    from .sweep.worlds import planned_tasks, resolve_world, world_key
+    from .sweep.worlds import planned_tasks, resolve_world, world_keys
 
     cfg = load_config(SweepConfig, sweep, [*overrides, f"seeds=[{int(seed)}]"])
     if method not in cfg.methods:
         raise ConfigError(f"model_args method='{method}': not a method of {sweep}; its methods: "
                           f"{', '.join(cfg.methods)}.")
     check_executor(cfg.executor)
-    plan = make_plan(cfg, world_key(cfg.world), planned_tasks(cfg))
+    plan = make_plan(cfg, world_keys(cfg), planned_tasks(cfg))
     cell = next(c for c in plan.cells if c.method == method)
     needed = set(cell.artifacts.values())
-    own = Plan(plan.world_key, [n for n in plan.artifacts if n.key in needed], [cell])
+    own = Plan(plan.world_keys, [n for n in plan.artifacts if n.key in needed], [cell])
     with open_executor(cfg.executor, cfg.threads) as executor:
         world = resolve_world(cfg, executor.processes)
-        execute(own, world, cfg, executor, cells=False, progress=False)
+        execute(own, {cell.seed: world}, cfg, executor, cells=False, progress=False)
     options = {**cell.entry.options, **({"device": device} if device else {})}
     job = Job(world, method, cell.entry.method, options, cell.seed if cell.seeded else 0,
               {a: str(artifact_path(k)) for a, k in cell.artifacts.items()}, [], batch_size or cfg.batch_size,

@@ -18,7 +18,7 @@ from fr_bench.sweep import code_index
 from fr_bench.sweep.cells import cell_dir
 from fr_bench.sweep.config import SweepConfig
 from fr_bench.sweep.plan import make_plan
-from fr_bench.sweep.worlds import planned_tasks, world_key
+from fr_bench.sweep.worlds import planned_tasks, world_keys
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def _plan(yaml: Path):
     cfg = load_config(SweepConfig, str(yaml))
     cfg.plugins = resolve_plugins(cfg.plugins, yaml.parent)
     load_plugins(cfg.plugins)
-    return make_plan(cfg, world_key(cfg.world), planned_tasks(cfg))
+    return make_plan(cfg, world_keys(cfg), planned_tasks(cfg))
 
 
 def test_a_plugin_edit_recomputes_its_cells_only_and_the_dry_run_says_why(tmp_path: Path, monkeypatch) -> None:

@@ -152,3 +152,22 @@ def test_experts_trained_in_parallel_equal_the_serial_build(first_build, tmp_pat
         assert (Path(info["paths"][name]) / "model.safetensors").read_bytes() == \
             (Path(serial["paths"][name]) / "model.safetensors").read_bytes(), name
     assert main(["build", str(TINY), "--workers", "0"]) == 2
+
+
+def test_seeded_worlds_share_data_and_train_their_own_models(first_build, in_cache: Path) -> None:
+    """`MicroConfig.for_seed`: seed 0 is the configured world (found in the cache); seed 1 trains new weights on
+    the same data and tokenizer, its base and experts in one wave each."""
+    import torch
+    from safetensors.torch import load_file
+
+    from fr_bench.micro.build import build_micro_worlds
+
+    world, _ = first_build
+    cfg = load_config(MicroConfig, TINY)
+    (w0, info0), (w1, info1) = build_micro_worlds([cfg.for_seed(0), cfg.for_seed(1)])
+    assert info0["built"] == info1["built"] == ["base", "expert_math", "expert_code", "expert_if"]  # seed 1 only
+    assert w0.base == world.base and w0.experts == world.experts
+    assert w1.tokenizer == w0.tokenizer and w1.sft_data == w0.sft_data and w1.tasks == w0.tasks
+    assert w1.base != w0.base and set(w1.experts.values()).isdisjoint(w0.experts.values())
+    a, b = (load_file(str(Path(w.base) / "model.safetensors")) for w in (w0, w1))
+    assert not all(torch.equal(a[k], b[k]) for k in a)

@@ -164,3 +164,18 @@ def test_logs_print_each_line_once_without_per_run_noise(reference, tmp_path):
     assert "litlogger" not in text and "Loading weights" not in text and "Writing model shards" not in text
     messages = [line.split(": ", 1)[-1] for line in text.splitlines() if "lightning" in line or line.startswith("INFO:")]
     assert len(messages) == len(set(messages)), messages
+
+
+def test_seeded_world_trains_one_world_per_seed(reference, tmp_path):
+    """world.seeded: seed 1 trains its own base and experts (on two worker processes), so even the frozen experts'
+    and the deterministic merges' cells are per seed; seed 0's world is the unseeded one, with the same numbers."""
+    cache = tmp_path / "cache"
+    shutil.copytree(reference / "cache", cache)
+    assert run(cache, tmp_path / "out", "world.seeded=true", "executor.workers=2", "--only",
+               "expert_math/*,task_arithmetic/*") == 0
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert rows and not any("seeded" in r for r in rows)   # results.jsonl marks only the runs shared by all seeds
+    assert len(list((cache / "micro_base").iterdir())) == 2
+    ref, got = metrics_of(reference / "out"), metrics_of(tmp_path / "out")
+    assert {k for k in got if k[2] == 0} and all(v == ref[k] for k, v in got.items() if k[2] == 0)
+    assert {k[2] for k in got} == {0, 1}

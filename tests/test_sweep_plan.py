@@ -6,7 +6,7 @@ import pytest
 from fr_bench.config import ConfigError, load_config
 from fr_bench.sweep.config import SweepConfig
 from fr_bench.sweep.plan import make_plan, select
-from fr_bench.sweep.worlds import planned_tasks, world_key
+from fr_bench.sweep.worlds import planned_tasks, world_keys
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ METHODS = """
 
 def plan_of(path: str, overrides=()):
     cfg = load_config(SweepConfig, path, overrides)
-    return make_plan(cfg, world_key(cfg.world), planned_tasks(cfg))
+    return make_plan(cfg, world_keys(cfg), planned_tasks(cfg))
 
 
 def test_artifacts_are_shared_and_seeded_only_where_they_depend_on_the_seed(sweep_yaml):
@@ -165,3 +165,32 @@ def test_eval_split_keys_cells_apart(tmp_path):
     assert [n.key for n in test.artifacts] == [n.key for n in val.artifacts]  # the trained router is the same
     with pytest.raises(ConfigError, match="world.eval_split: 'dev'"):
         plan_of(str(path), ["world.eval_split=dev"])
+
+
+def test_seeded_world_gives_every_seed_its_own_world_and_cells(tmp_path):
+    """world.seeded: each seed trains its own micro world (same data), so even the experts' and the deterministic
+    merges' cells belong to a seed; seed 0's world is the unseeded one."""
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nworld: {kind: micro, micro_config: experiments/micro.yaml}\nseeds: [0, 1]\n"
+                    "methods: {fusionroute: {method: fusionroute}, ta: {method: task_arithmetic},\n"
+                    "          expert_math: {method: single_model, options: {model: math}}}\n")
+    shared, seeded = plan_of(str(path)), plan_of(str(path), ["world.seeded=true"])
+    assert len(set(shared.world_keys.values())) == 1
+    assert seeded.world_keys[0] == shared.world_keys[0] != seeded.world_keys[1]
+    cells = {c.label: c for c in seeded.cells}
+    for method in ("expert_math", "ta", "fusionroute"):
+        assert cells[f"{method}/micro_math/seed0"].key != cells[f"{method}/micro_math/seed1"].key
+        assert cells[f"{method}/micro_math/seed0"].seeded
+    assert {n.label for n in seeded.artifacts} >= {"merge_task_arithmetic[seed=0]", "merge_task_arithmetic[seed=1]"}
+    assert "worlds seed0:" in seeded.describe()
+    from fr_bench.sweep.worlds import _micro_config
+
+    cfg = load_config(SweepConfig, str(path), ["world.seeded=true"])
+    one = _micro_config(cfg.world, 1)
+    assert (one.model.init_seed, one.base.seed, one.expert.seed) == (1, 1, 1)
+    assert one.data == _micro_config(cfg.world, 0).data   # the data, and so every evaluation row, never moves
+
+
+def test_seeded_world_of_finished_checkpoints_is_an_error(sweep_yaml):
+    with pytest.raises(ConfigError, match="world.seeded: this checkpoints world trains nothing"):
+        plan_of(sweep_yaml(METHODS), ["world.seeded=true"])

@@ -81,35 +81,47 @@ def _train_and_save(path: Path, model: torch.nn.Module, tokenizer: Any, train_ro
              result.seconds, result.train_loss, result.val_loss)
 
 
-def build_models(cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str, built: list[str],
-                 pool: Executor | None = None) -> tuple[dict[str, Path], dict[str, str]]:
-    """Paths and hashes of the base and the experts, training the ones not in the cache.
-
-    With a process `pool`, the base trains on it, then the experts (which depend only on the base) all at once, each
-    with `cfg.threads` torch threads; every run seeds itself, so the weights equal those of a serial build. A model
-    that fails is raised after the others of its wave finished (and were cached)."""
+def model_artifacts(cfg: MicroConfig, tok_key: str) -> tuple[dict[str, Path], dict[str, str]]:
+    """Cache paths and hashes of the base and the experts of `cfg` (nothing is trained)."""
     paths: dict[str, Path] = {}
     keys: dict[str, str] = {}
     paths["base"], keys["base"] = _artifact("micro_base", to_dict(cfg.model), train_key(cfg.base), tok_key)
     for d in EXPERT_DOMAINS:
         paths[f"expert_{d}"], keys[f"expert_{d}"] = _artifact("micro_expert", d, train_key(cfg.expert_train(d)),
                                                               keys["base"], *_replay_key(cfg, d))
-    todo = [name for name in MODELS if not is_complete(paths[name])]
-    args = (cfg, data_dir, tok_dir, tok_key, paths, keys)
+    return paths, keys
+
+
+def build_models(cfgs: list[MicroConfig], data_dir: Path, tok_dir: Path, tok_key: str, built: list[str],
+                 pool: Executor | None = None) -> list[tuple[dict[str, Path], dict[str, str]]]:
+    """Paths and hashes of the base and the experts of each config (worlds that share data and tokenizer), training
+    the ones not in the cache.
+
+    With a process `pool`, every base trains on it at once, then every expert (an expert depends only on its base),
+    each with its config's torch threads; every run seeds itself, so the weights equal those of a serial build. A
+    model that fails is raised after the others of its wave finished (and were cached)."""
+    arts = [model_artifacts(cfg, tok_key) for cfg in cfgs]
+    todo, seen = [], set()
+    for cfg, (paths, keys) in zip(cfgs, arts):
+        for name in MODELS:
+            if not is_complete(paths[name]) and paths[name] not in seen:
+                seen.add(paths[name])
+                todo.append((name, cfg, paths, keys))
     if pool is None:
-        for name in todo:
-            _train_model(name, *args)
+        for name, cfg, paths, keys in todo:
+            _train_model(name, cfg, data_dir, tok_dir, tok_key, paths, keys)
             built.append(name)
-        return paths, keys
-    # the base on the pool too: a worker that then trains an expert imports Lightning once, this process never
-    for wave in ([n for n in todo if n == "base"], [n for n in todo if n != "base"]):
-        futures = {name: pool.submit(_train_model, name, *args) for name in wave}
-        wait(futures.values())
-        for name, fut in futures.items():
+        return arts
+    # the bases on the pool too: a worker that then trains an expert imports Lightning once, this process never
+    for wave in ([t for t in todo if t[0] == "base"], [t for t in todo if t[0] != "base"]):
+        futures = [(name, pool.submit(_train_model, name, cfg, data_dir, tok_dir, tok_key, paths, keys))
+                   for name, cfg, paths, keys in wave]
+        wait([f for _, f in futures])
+        for name, fut in futures:
             if (exc := fut.exception()) is not None:
                 raise RuntimeError(f"micro world: training {name} failed: {type(exc).__name__}: {exc}") from exc
             built.append(name)
-    return paths, keys
+    return arts
 
 
 def _replay_key(cfg: MicroConfig, domain: str) -> tuple[Any, ...]:
@@ -182,24 +194,39 @@ def build_micro_world(cfg: MicroConfig, pool: Executor | None = None) -> tuple[W
     Returns the World and `info`: `built` (artifacts made by this call, in order), `paths`, `keys` (artifact
     hashes) and `seconds` per stage.
     """
-    cfg.validate()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    info: dict[str, Any] = {"built": [], "seconds": {}}
+    return build_micro_worlds([cfg], pool)[0]
+
+
+def build_micro_worlds(cfgs: list[MicroConfig], pool: Executor | None = None) -> list[tuple[World, dict[str, Any]]]:
+    """`build_micro_world` for several configs that differ only in training (`MicroConfig.for_seed`): one data set
+    and tokenizer, and every model that is missing trained in two waves on the pool (all bases, then all experts)."""
+    for cfg in cfgs:
+        cfg.validate()
+    first = cfgs[0]
+    if any(to_dict(c.data) != to_dict(first.data) or to_dict(c.tokenizer) != to_dict(first.tokenizer) for c in cfgs):
+        raise ValueError("build_micro_worlds: the configs must share data and tokenizer settings")
+    if first.threads:
+        torch.set_num_threads(first.threads)
+    built: list[str] = []
+    seconds: dict[str, float] = {}
     t = time.perf_counter()
-    data_dir, data_hash, made = build_data(cfg.data)
-    info["built"] += ["data"] if made else []
-    info["seconds"]["data"] = time.perf_counter() - t
+    data_dir, data_hash, made = build_data(first.data)
+    built += ["data"] if made else []
+    seconds["data"] = time.perf_counter() - t
     t = time.perf_counter()
-    tok_dir, tok_key, made = build_tokenizer(cfg, data_dir, data_hash)
-    info["built"] += ["tokenizer"] if made else []
-    info["seconds"]["tokenizer"] = time.perf_counter() - t
+    tok_dir, tok_key, made = build_tokenizer(first, data_dir, data_hash)
+    built += ["tokenizer"] if made else []
+    seconds["tokenizer"] = time.perf_counter() - t
     t = time.perf_counter()
-    paths, keys = build_models(cfg, data_dir, tok_dir, tok_key, info["built"], pool)
-    info["seconds"]["models"] = time.perf_counter() - t
-    info["paths"] = {"data": str(data_dir), "tokenizer": str(tok_dir), **{k: str(v) for k, v in paths.items()}}
-    info["keys"] = {"data": data_hash, "tokenizer": tok_key, **keys}
-    return make_world(cfg, data_dir, tok_dir, paths), info
+    arts = build_models(cfgs, data_dir, tok_dir, tok_key, built, pool)
+    seconds["models"] = time.perf_counter() - t
+    worlds = []
+    for cfg, (paths, keys) in zip(cfgs, arts):
+        info = {"built": list(built), "seconds": dict(seconds),
+                "paths": {"data": str(data_dir), "tokenizer": str(tok_dir), **{k: str(v) for k, v in paths.items()}},
+                "keys": {"data": data_hash, "tokenizer": tok_key, **keys}}
+        worlds.append((make_world(cfg, data_dir, tok_dir, paths), info))
+    return worlds
 
 
 def specialisation_table(cfg: MicroConfig, world: World, info: dict[str, Any]) -> dict[str, dict[str, float]]:

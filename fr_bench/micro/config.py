@@ -96,6 +96,16 @@ class MicroConfig:
         self.expert.validate()
         return self
 
+    def for_seed(self, seed: int) -> "MicroConfig":
+        """The same world trained with every training seed (weight init, base and expert batch order) offset by
+        `seed`. The data, and so every evaluation row, stays the same: seeds differ in training only, and a paired
+        test can compare two methods row by row within a seed."""
+        from dataclasses import replace
+
+        return replace(self, model=replace(self.model, init_seed=self.model.init_seed + seed),
+                       base=replace(self.base, seed=self.base.seed + seed),
+                       expert=replace(self.expert, seed=self.expert.seed + seed))
+
     def expert_train(self, domain: str) -> LMTrainConfig:
         from dataclasses import replace
 

@@ -17,7 +17,7 @@ from ..plugins import load_plugins, resolve_plugins
 from .config import SweepConfig
 from .executor import check_executor, open_executor
 from .plan import make_plan, select
-from .worlds import planned_tasks, resolve_world, world_key
+from .worlds import planned_tasks, resolve_worlds, world_keys
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.plugins = resolve_plugins(cfg.plugins, Path(args.config).resolve().parent)
         load_plugins(cfg.plugins)
         check_executor(cfg.executor)
-        plan = select(make_plan(cfg, world_key(cfg.world), planned_tasks(cfg)), args.only)
+        plan = select(make_plan(cfg, world_keys(cfg), planned_tasks(cfg)), args.only)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -69,15 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     # one worker pool for the world, artifacts and cells
     with open_executor(cfg.executor, cfg.threads, tuple(cfg.plugins)) as executor:
         try:
-            world = resolve_world(cfg, executor.processes)
+            worlds = resolve_worlds(cfg, executor.processes)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        built, ran = execute(plan, world, cfg, executor, force_train=args.force_train,
+        built, ran = execute(plan, worlds, cfg, executor, force_train=args.force_train,
                              force=args.force or args.force_train)
     code_index.record(plan)
     out = Path(args.out) if args.out else Path(cfg.reports_dir) / cfg.name
-    assemble(plan, world, cfg, out)
+    assemble(plan, worlds[cfg.seeds[0]], cfg, out)
     if not args.no_report:
         render(out)
     print(f"sweep '{cfg.name}': built {built} artifact(s), evaluated {ran} cell(s) in "

@@ -31,6 +31,10 @@ class WorldConfig:
     # micro: the split the micro tasks are scored on. Choose settings on `validation`; only the reported sweep reads
     # `test` (the cell keys differ, so the two never share cached results).
     eval_split: str = "test"
+    # One world per sweep seed: seed s trains the world (micro: weight init, base and experts; checkpoints: the
+    # experts the sweep trains) with its seeds offset by s, on the same data, so the intervals hold the world's
+    # training variance. Every cell then belongs to a seed. False = one world shared by every seed.
+    seeded: bool = False
     # kind: checkpoints — local folders or Hub names
     tokenizer: str | None = None
     base: str | None = None

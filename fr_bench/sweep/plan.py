@@ -58,12 +58,15 @@ class Cell:
 
 @dataclass
 class Plan:
-    world_key: str
+    world_keys: dict[int, str]        # sweep seed -> the key of its world (one key for all unless world.seeded)
     artifacts: list[ArtifactNode]
     cells: list[Cell]
 
     def describe(self) -> str:
-        lines = [f"world {self.world_key}", f"artifacts ({len(self.artifacts)}):"]
+        worlds = sorted(set(self.world_keys.values()), key=list(self.world_keys.values()).index)
+        lines = [f"world {worlds[0]}" if len(worlds) == 1 else
+                 "worlds " + ", ".join(f"seed{s}:{k}" for s, k in self.world_keys.items()),
+                 f"artifacts ({len(self.artifacts)}):"]
         for node in self.artifacts:
             deps = ", ".join(f"{d}:{k[:8]}" for d, k in node.deps.items()) or "-"
             lines.append(f"  {node.label:<34} {node.key}  <- {deps}")
@@ -110,7 +113,9 @@ def method_of(entry: MethodEntry, display: str) -> Method:
         raise ConfigError(f"methods.{display}.options: {exc}") from exc
 
 
-def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> Plan:
+def make_plan(cfg: SweepConfig, world_keys: dict[int, str], tasks: dict[str, TaskSpec]) -> Plan:
+    """The plan of `cfg` in the worlds `world_keys` (`fr_bench.sweep.worlds.world_keys`). With `world.seeded` every
+    artifact and cell belongs to a seed, since each seed has its own world."""
     if not cfg.methods:
         raise ConfigError("methods: the sweep names no methods; add at least one entry (see experiments/).")
     if not cfg.seeds:
@@ -146,9 +151,9 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
     def node(name: str, seed: int, method: str) -> ArtifactNode:
         defn, conf = get_artifact(name), conf_of(name, method)
         deps = {d: node(d, seed, method) for d in deps_of(name, method)}
-        s = seed if defn.seeded or any(n.seed is not None for n in deps.values()) else None
+        s = seed if cfg.world.seeded or defn.seeded or any(n.seed is not None for n in deps.values()) else None
         dep_keys = {d: n.key for d, n in deps.items()}
-        identity = ("artifact", name, world_key, to_dict(conf) if conf is not None else None, s)
+        identity = ("artifact", name, world_keys[seed], to_dict(conf) if conf is not None else None, s)
         code = fingerprints.code(defn.builder)
         key = config_hash(*identity, dep_keys, code)
         base = config_hash(*identity, {d: n.base_key for d, n in deps.items()})
@@ -162,11 +167,12 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
             if unused:
                 raise ConfigError(f"methods.{display}.artifacts.{unused[0]}: method '{entry.method}' does not use "
                                   f"this artifact (it uses: {', '.join(arts) or 'none'}); remove the override.")
-            seeded = any(n.seed is not None for n in arts.values()) or float(entry.options.get("temperature", 0)) > 0
+            seeded = (cfg.world.seeded or any(n.seed is not None for n in arts.values())
+                      or float(entry.options.get("temperature", 0)) > 0)
             for tname, spec in tasks.items():
                 limit = spec.limit if cfg.limit is None else min(x for x in (spec.limit, cfg.limit) if x is not None)
                 spec = dataclasses.replace(spec, limit=limit)
-                identity = ("cell", __version__, world_key, entry.method, dict(entry.options), to_dict(spec),
+                identity = ("cell", __version__, world_keys[seed], entry.method, dict(entry.options), to_dict(spec),
                             seed if seeded else None)
                 code = fingerprints.code(*methods[display].code_objects(), TASKS.get(spec.task))
                 key = config_hash(*identity, {a: n.key for a, n in arts.items()}, code)
@@ -175,7 +181,7 @@ def make_plan(cfg: SweepConfig, world_key: str, tasks: dict[str, TaskSpec]) -> P
                                   code, base))
     order = {n: i for i, n in enumerate(names)}
     artifacts = sorted(nodes.values(), key=lambda n: (order[n.name], -1 if n.seed is None else n.seed, n.key))
-    return Plan(world_key, artifacts, cells)
+    return Plan(world_keys, artifacts, cells)
 
 
 def select(plan: Plan, pattern: str | None) -> Plan:
@@ -193,4 +199,4 @@ def select(plan: Plan, pattern: str | None) -> Plan:
         raise ConfigError(f"--only '{pattern}' matches no cell; labels look like "
                           f"'{plan.cells[0].label}' (globs allowed, comma-separated).")
     needed = {k for c in cells for k in c.artifacts.values()}
-    return Plan(plan.world_key, [n for n in plan.artifacts if n.key in needed], cells)
+    return Plan(plan.world_keys, [n for n in plan.artifacts if n.key in needed], cells)

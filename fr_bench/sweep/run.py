@@ -41,7 +41,7 @@ def build_artifact(node: ArtifactNode, world: World, deps: dict[str, Path], cach
                                                   "deps": node.deps})
 
 
-def execute(plan: Plan, world: World, cfg: SweepConfig, executor: Executor | None = None, *, artifacts: bool = True,
+def execute(plan: Plan, worlds: dict[int, World], cfg: SweepConfig, executor: Executor | None = None, *, artifacts: bool = True,
             cells: bool = True, force_train: bool = False, force: bool = False,
             progress: bool = True) -> tuple[int, int]:
     """Build the missing artifacts and evaluate the missing cells as one task graph; return how many of each.
@@ -49,7 +49,9 @@ def execute(plan: Plan, world: World, cfg: SweepConfig, executor: Executor | Non
     Tasks with the longest chains of dependants go first (`longest_chains_first`), so every artifact precedes the
     evaluation jobs that need it: in one process that is build-everything-then-evaluate, with worker processes a job
     starts as soon as its artifacts exist, filling workers that would otherwise wait on the last trainings.
-    `force_train` rebuilds the artifacts, `force` re-evaluates the cells."""
+    `worlds` maps each sweep seed to its world (`resolve_worlds`); an artifact shared by every seed (world not
+    seeded) sees the first seed's, which is every seed's. `force_train` rebuilds the artifacts, `force` re-evaluates
+    the cells."""
     from tqdm.auto import tqdm
 
     tasks: list[Task] = []
@@ -58,10 +60,11 @@ def execute(plan: Plan, world: World, cfg: SweepConfig, executor: Executor | Non
             _with_executor(node, cfg)
             deps = {name: artifact_path(key) for name, key in node.deps.items()}
             tasks.append(Task(f"artifact {node.label}", node.key, set(node.deps.values()), build_artifact,
-                              (node, world, deps, str(cache_root()), cfg.threads, force_train),
+                              (node, worlds[cfg.seeds[0] if node.seed is None else node.seed], deps,
+                               str(cache_root()), cfg.threads, force_train),
                               cfg.executor.num_cpus_per_artifact, cfg.executor.num_gpus_per_artifact))
     built = len(tasks)
-    jobs = make_jobs(plan, world, cfg, force) if cells else []
+    jobs = make_jobs(plan, worlds, cfg, force) if cells else []
     for i, (job, deps) in enumerate(jobs):
         tasks.append(Task(f"cells {job.method_display}/seed{job.seed}", f"job{i}", deps, run_job, (job,),
                           cfg.executor.num_cpus_per_cell, cfg.executor.num_gpus_per_cell))
@@ -83,7 +86,7 @@ def _with_executor(node: ArtifactNode, cfg: SweepConfig) -> None:
             setattr(conf, field, getattr(cfg.executor, field))
 
 
-def make_jobs(plan: Plan, world: World, cfg: SweepConfig, force: bool) -> list[tuple[Job, set[str]]]:
+def make_jobs(plan: Plan, worlds: dict[int, World], cfg: SweepConfig, force: bool) -> list[tuple[Job, set[str]]]:
     """The evaluation jobs (a method for one seed on its pending cells), each with the keys of the artifacts it
     needs."""
     groups: dict[tuple[str, int], tuple[Job, set[str]]] = {}
@@ -93,6 +96,7 @@ def make_jobs(plan: Plan, world: World, cfg: SweepConfig, force: bool) -> list[t
         if cell_done(cell.key):
             continue
         seed = cell.seed if cell.seeded else 0
+        world = worlds[cell.seed]   # an unseeded cell's world is every seed's
         gkey = (cell.method, seed)
         if gkey not in groups:
             groups[gkey] = (Job(world, cell.method, cell.entry.method, dict(cell.entry.options), seed,

@@ -15,20 +15,21 @@ MICRO_TASKS = {"micro_math": "gsm8k", "micro_code": "mbpp", "micro_if": "ifeval"
 EVAL_SPLITS = ("test", "validation")
 
 
-def _micro_config(wc: WorldConfig):
+def _micro_config(wc: WorldConfig, seed: int | None = None):
     from ..config import load_config
     from ..micro.config import MicroConfig
 
-    return load_config(MicroConfig, wc.micro_config, wc.micro_overrides)
+    cfg = load_config(MicroConfig, wc.micro_config, wc.micro_overrides)
+    return cfg.for_seed(seed) if wc.seeded and seed is not None else cfg
 
 
-def world_key(wc: WorldConfig) -> str:
-    """Identity of the world without building it (for planning and dry runs)."""
+def world_key(wc: WorldConfig, seed: int | None = None) -> str:
+    """Identity of the world (of sweep seed `seed` when `world.seeded`) without building it (planning, dry runs)."""
     if wc.kind == "micro":
-        return config_hash("micro", _micro_config(wc))
+        return config_hash("micro", _micro_config(wc, seed))
     if wc.kind == "checkpoints":
         _check_checkpoints(wc)
-        specs = trained_expert_specs(wc)
+        specs = trained_expert_specs(wc, seed)
         if not specs:
             return config_hash("checkpoints", wc)
         from ..expert_stage import expert_key
@@ -38,8 +39,17 @@ def world_key(wc: WorldConfig) -> str:
     raise ConfigError(f"world.kind: '{wc.kind}' is not a world kind; use 'micro' or 'checkpoints'.")
 
 
-def trained_expert_specs(wc: WorldConfig) -> dict:
-    """The experts given as {base, data, recipe, ...} (trained by the sweep), validated; checkpoint strings skipped."""
+def world_keys(cfg: SweepConfig) -> dict[int, str]:
+    """The world key of each sweep seed (one key for all of them unless `world.seeded`)."""
+    if cfg.world.seeded and cfg.world.kind == "checkpoints" and not trained_expert_specs(cfg.world):
+        raise ConfigError("world.seeded: this checkpoints world trains nothing (every expert is a finished "
+                          "checkpoint), so its seeds cannot vary it; remove world.seeded or give trained experts.")
+    return {s: world_key(cfg.world, s) for s in cfg.seeds}
+
+
+def trained_expert_specs(wc: WorldConfig, seed: int | None = None) -> dict:
+    """The experts given as {base, data, recipe, ...} (trained by the sweep), validated; checkpoint strings skipped.
+    With `world.seeded` and a sweep seed, their data-sampling and training seeds are offset by it."""
     from ..config import load_config
     from ..expert_stage import ExpertSpec
 
@@ -51,7 +61,10 @@ def trained_expert_specs(wc: WorldConfig) -> dict:
                 spec = load_config(ExpertSpec, extra=dict(value))
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from exc
-            specs[name] = replace(spec.validate(where), tokenizer=spec.tokenizer or wc.tokenizer)
+            spec = replace(spec.validate(where), tokenizer=spec.tokenizer or wc.tokenizer)
+            if wc.seeded and seed is not None:
+                spec = replace(spec, seed=spec.seed + seed, train=replace(spec.train, seed=spec.train.seed + seed))
+            specs[name] = spec
     return specs
 
 
@@ -120,33 +133,51 @@ def planned_tasks(cfg: SweepConfig) -> dict[str, TaskSpec]:
             for name, t in cfg.tasks.items()}
 
 
-def resolve_world(cfg: SweepConfig, pool: Executor | None = None) -> World:
-    """Build (or load from cache) the world and fill in the task data paths it provides. A micro world trains its
-    experts at once on `pool` (the local executor's worker processes) when given."""
+def resolve_worlds(cfg: SweepConfig, pool: Executor | None = None) -> dict[int, World]:
+    """The world of each sweep seed, built (or loaded from the cache) with their task data paths filled in; the same
+    World for every seed unless `world.seeded`. A micro world trains its models on `pool` (the local executor's
+    worker processes) when given: every seed's base at once, then every expert."""
     wc = cfg.world
+    seeds = list(cfg.seeds) if wc.seeded else [cfg.seeds[0]]
     if wc.kind == "micro":
-        from ..micro.build import build_micro_world
+        from ..micro.build import build_micro_worlds
 
-        world, _ = build_micro_world(_micro_config(wc), pool)
+        built = build_micro_worlds([_micro_config(wc, s) for s in seeds], pool)
+        worlds = {s: world for s, (world, _) in zip(seeds, built)}
     else:
-        _check_checkpoints(wc)
-        from ..expert_stage import TASK_ROWS, TRAIN_ROWS, build_expert
+        worlds = {s: _checkpoints_world(wc, s) for s in seeds}
+    for world in worlds.values():
+        world.tasks = _world_tasks(cfg, world)
+    return {s: worlds[s if wc.seeded else seeds[0]] for s in cfg.seeds}
 
-        specs = trained_expert_specs(wc)
-        experts = {k: str(build_expert(specs[k])) if k in specs else v for k, v in wc.experts.items()}
 
-        def rows_of(files: dict[str, str], name: str) -> dict[str, str]:   # a trained expert's name -> its rows
-            return {d: str(Path(experts[v]) / name) if v in specs else v for d, v in files.items()}
+def resolve_world(cfg: SweepConfig, pool: Executor | None = None) -> World:
+    """The world of the sweep's first seed (the only one unless `world.seeded`)."""
+    return resolve_worlds(cfg, pool)[cfg.seeds[0]]
 
-        world = World(tokenizer=wc.tokenizer, base=experts.get(wc.base, wc.base), experts=experts,
-                      router_init=experts.get(wc.router_init, wc.router_init),
-                      sft_data=rows_of(wc.sft_data, TRAIN_ROWS), pref_prompts=rows_of(wc.pref_prompts, TASK_ROWS),
-                      dtype=wc.dtype)
+
+def _checkpoints_world(wc: WorldConfig, seed: int) -> World:
+    _check_checkpoints(wc)
+    from ..expert_stage import TASK_ROWS, TRAIN_ROWS, build_expert
+
+    specs = trained_expert_specs(wc, seed)
+    experts = {k: str(build_expert(specs[k])) if k in specs else v for k, v in wc.experts.items()}
+
+    def rows_of(files: dict[str, str], name: str) -> dict[str, str]:   # a trained expert's name -> its rows
+        return {d: str(Path(experts[v]) / name) if v in specs else v for d, v in files.items()}
+
+    return World(tokenizer=wc.tokenizer, base=experts.get(wc.base, wc.base), experts=experts,
+                 router_init=experts.get(wc.router_init, wc.router_init),
+                 sft_data=rows_of(wc.sft_data, TRAIN_ROWS), pref_prompts=rows_of(wc.pref_prompts, TASK_ROWS),
+                 dtype=wc.dtype)
+
+
+def _world_tasks(cfg: SweepConfig, world: World) -> dict[str, TaskSpec]:
+    """The planned tasks, with the data files a micro world provides (in the cache) for those that name none."""
     tasks = planned_tasks(cfg)
     for name, spec in tasks.items():
         if spec.data is None and name in world.tasks:
             base = world.tasks[name]
             data = str(Path(base.data).with_name(f"{spec.split}.jsonl")) if base.data else None
             tasks[name] = TaskSpec(spec.task, data, spec.limit or base.limit, base.max_new_tokens, spec.split)
-    world.tasks = tasks
-    return world
+    return tasks
