@@ -20,8 +20,11 @@ Each trained expert's folder also holds `train_rows.jsonl` (its SFT rows) and `t
 the benchmark's schema, which its task scores); in the world, `sft_data.<domain>: <expert name>` and
 `pref_prompts.<domain>: <expert name>` point at them, so the router trains on the experts' domains.
 
-Recipe: `full` (full fine-tune with the router SFT machinery on a plain LM, loss L_LM, `train` = SFTConfig keys).
-LoRA is not offered: it needs `peft`, which fr_bench does not pin.
+Recipes, both trained by the SFT stage's module on a plain LM (loss L_LM, `train` = SFTConfig keys):
+- `full`: every weight is fine-tuned.
+- `lora`: peft LoRA adapters (`lora:` = LoraSpec) on the targeted linear layers, the base frozen; after training the
+  adapters are merged into the base weights, so the saved folder is a plain checkpoint with the base's keys (the
+  decode engine, merges and routers see an ordinary causal LM). Non-target weights stay bit-equal to the base's.
 """
 from __future__ import annotations
 
@@ -39,11 +42,62 @@ from .config import ConfigError
 from .training.configs import SFTConfig
 
 DATA_BUILDERS = ("gsm8k_train", "mbpp_train", "if_generated")
-RECIPES = ("full",)
+RECIPES = ("full", "lora")
 MBPP_TEST_IDS = range(11, 511)
 EXPERT_VERSION = 2
 TRAIN_ROWS = "train_rows.jsonl"        # the expert's SFT rows: `world.sft_data.<d>: <expert name>` reads them
 TASK_ROWS = "task_rows.jsonl"          # its domain prompts in the benchmark schema: `world.pref_prompts.<d>: <name>`
+
+
+@dataclass
+class LoraSpec:
+    """LoRA adapters for `recipe: lora` (defaults: Llama's attention projections, scale alpha / r = 2)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    def validate(self, where: str) -> None:
+        if self.r <= 0:
+            raise ConfigError(f"{where}.r = {self.r}: the adapter rank must be >= 1 (e.g. r: 8).")
+        if self.alpha <= 0:
+            raise ConfigError(f"{where}.alpha = {self.alpha}: must be > 0 (the update is scaled by alpha / r; "
+                              "e.g. alpha: 16 with r: 8).")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"{where}.dropout = {self.dropout}: must be in [0, 1).")
+        if not self.target_modules:
+            raise ConfigError(f"{where}.target_modules: empty; name the linear layers to adapt "
+                              "(e.g. [q_proj, k_proj, v_proj, o_proj]).")
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """Qualified names of the model's torch.nn.Linear layers (what LoRA adapts here)."""
+    import torch
+
+    return [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+
+
+def check_lora_targets(names: list[str], lora: LoraSpec, where: str) -> None:
+    """Each target must name a linear layer, matched as peft matches (the full name or its last dotted parts)."""
+    for target in lora.target_modules:
+        if not any(n == target or n.endswith("." + target) for n in names):
+            offered = sorted({n.rsplit(".", 1)[-1] for n in names})
+            raise ConfigError(f"{where}.target_modules: '{target}' is not a linear layer of the base; its linear "
+                              f"layers are {', '.join(offered)}.")
+
+
+def base_linear_names(base: str) -> list[str] | None:
+    """The linear layer names of a local base folder, from its config on the meta device (no weights read);
+    None for a Hub name (checked when the expert is built)."""
+    if not (Path(base).expanduser() / "config.json").is_file():
+        return None
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
+    return linear_module_names(model)
 
 
 @dataclass
@@ -54,7 +108,8 @@ class ExpertSpec:
     tokenizer: str | None = None          # None = the world's tokenizer (in a sweep), else the base's
     data: str = ""                        # gsm8k_train | mbpp_train | if_generated | a prompt/response JSONL path
     source: str | None = None             # the file the builder reads (gsm8k train.jsonl, an MBPP json/jsonl)
-    recipe: str = "full"                  # full (LoRA needs peft: not offered)
+    recipe: str = "full"                  # full | lora
+    lora: LoraSpec = field(default_factory=LoraSpec)   # recipe lora only
     max_rows: int | None = None           # cap on training rows (after a seeded shuffle)
     if_prompts: int = 200                 # if_generated: prompts generated
     if_samples: int = 4                   # if_generated: samples per prompt from the base
@@ -67,8 +122,12 @@ class ExpertSpec:
         if not self.base:
             raise ConfigError(f"{where}.base: required (the checkpoint the expert is fine-tuned from).")
         if self.recipe not in RECIPES:
-            raise ConfigError(f"{where}.recipe = {self.recipe!r}: only 'full' is offered (LoRA needs peft, which "
-                              "fr_bench does not pin); use recipe: full.")
+            raise ConfigError(f"{where}.recipe = {self.recipe!r}: not a recipe; use one of {', '.join(RECIPES)}.")
+        if self.recipe == "lora":
+            self.lora.validate(f"{where}.lora")
+            names = base_linear_names(self.base)
+            if names is not None:
+                check_lora_targets(names, self.lora, f"{where}.lora")
         if not self.data:
             raise ConfigError(f"{where}.data: required: one of {', '.join(DATA_BUILDERS)} or a prompt/response JSONL.")
         if self.data in ("gsm8k_train", "mbpp_train") and not (self.source and Path(self.source).expanduser().is_file()):
@@ -205,8 +264,19 @@ def domain_rows(spec: ExpertSpec, tokenizer: Any, model: Any) -> tuple[list[dict
     return rows[: spec.max_rows], info
 
 
+def with_lora(lm: Any, spec: ExpertSpec) -> Any:
+    """`lm` wrapped in peft LoRA adapters per spec.lora (only the adapters require grad)."""
+    from peft import LoraConfig, get_peft_model
+
+    check_lora_targets(linear_module_names(lm), spec.lora, f"expert of base {spec.base}: lora")
+    cfg = LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
+                     target_modules=list(spec.lora.target_modules), bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(lm, cfg)
+
+
 def train_expert(spec: ExpertSpec, out_dir: Path) -> Path:
-    """Full fine-tune of spec.base on its domain rows (L_LM); out_dir gets the LM, tokenizer, data and metrics."""
+    """spec.base fine-tuned on its domain rows (L_LM) by spec.recipe; out_dir gets the LM (LoRA: merged into the
+    base weights), tokenizer, data and metrics."""
     import lightning as L
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -225,13 +295,18 @@ def train_expert(spec: ExpertSpec, out_dir: Path) -> Path:
     examples = [encode_example(tokenizer, r["prompt"], r["response"], spec.train.max_length) for r in rows]
     examples = [e for e in examples if any(x != IGNORE_INDEX for x in e["labels"][1:])]
     cfg = replace(spec.train, lambda_route=0.0, seed=spec.seed)
-    module = RouterSFT(lm, cfg, stage="expert_sft")
+    model = with_lora(lm, spec) if spec.recipe == "lora" else lm
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    module = RouterSFT(model, cfg, stage="expert_sft")
     seconds = fit_module(module, SFTDataset(examples), partial(collate_sft, pad_id=pad or 0), cfg, out_dir, "expert_sft")
+    if spec.recipe == "lora":
+        lm = model.merge_and_unload()
     lm.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     atomic_write_jsonl(out_dir / TRAIN_ROWS, rows)
     atomic_write_jsonl(out_dir / TASK_ROWS, task_rows(spec, rows))
-    atomic_write_json(out_dir / "metrics.json", {"stage": "expert_sft", "data": spec.data, "rows": len(rows),
+    atomic_write_json(out_dir / "metrics.json", {"stage": "expert_sft", "recipe": spec.recipe,
+                                                 "trainable_params": trainable, "data": spec.data, "rows": len(rows),
                                                  "examples": len(examples), "steps": module.global_steps,
                                                  "seconds": seconds, **info, **loss_summary(module.history)})
     return out_dir
@@ -244,11 +319,16 @@ def _file_digest(path: str | None) -> str | None:
 
 
 def expert_key(spec: ExpertSpec) -> dict[str, Any]:
-    """What the trained expert depends on: the spec, the base's weights (cheap fingerprint) and the data files."""
+    """What the trained expert depends on: the spec (its recipe, and for lora its LoRA settings; a full expert's key
+    leaves the unused `lora` out, so it is the key it had before LoRA existed), the base's weights (cheap
+    fingerprint) and the data files."""
     from .config import to_dict
     from .training.expert_signals import checkpoint_fingerprint
 
-    return {"version": EXPERT_VERSION, "spec": to_dict(spec), "base": checkpoint_fingerprint(spec.base),
+    fields = to_dict(spec)
+    if spec.recipe != "lora":
+        del fields["lora"]
+    return {"version": EXPERT_VERSION, "spec": fields, "base": checkpoint_fingerprint(spec.base),
             "source": _file_digest(spec.source), "data_file": _file_digest(spec.data)}
 
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
 
 from fr_bench.config import ConfigError, load_config
-from fr_bench.expert_stage import ExpertSpec, gsm8k_rows, if_prompts, mbpp_rows, passing_responses, task_rows
+from fr_bench.expert_stage import (ExpertSpec, LoraSpec, build_expert, expert_key, gsm8k_rows, if_prompts, mbpp_rows,
+                                   passing_responses, task_rows)
 from fr_bench.micro.generators.constraints import respond
 from fr_bench.sweep.config import SweepConfig
 from fr_bench.sweep.worlds import resolve_world, world_key
@@ -59,8 +64,12 @@ def test_only_responses_that_pass_every_checker_are_kept():
 
 
 def test_spec_errors_name_the_field():
-    with pytest.raises(ConfigError, match="peft"):
-        ExpertSpec(base="b", data="if_generated", recipe="lora").validate("world.experts.if")
+    with pytest.raises(ConfigError, match=r"world.experts.if.recipe = 'qlora'.*full, lora"):
+        ExpertSpec(base="b", data="if_generated", recipe="qlora").validate("world.experts.if")
+    with pytest.raises(ConfigError, match=r"world.experts.if.lora.r = 0: .*>= 1"):
+        ExpertSpec(base="b", data="if_generated", recipe="lora", lora=LoraSpec(r=0)).validate("world.experts.if")
+    with pytest.raises(ConfigError, match=r"world.experts.if.lora.dropout"):
+        ExpertSpec(base="b", data="if_generated", recipe="lora", lora=LoraSpec(dropout=1.0)).validate("world.experts.if")
     with pytest.raises(ConfigError, match=r"world.experts.math.source"):
         ExpertSpec(base="b", data="gsm8k_train").validate("world.experts.math")
 
@@ -106,3 +115,42 @@ def test_task_rows_carry_their_gold_response(shared_data):
     prompts = if_prompts(5, seed=0)
     rows = task_rows(spec, [{"prompt": prompts[2]["prompt"], "response": "kept"}])
     assert [(r["key"], r["response"]) for r in rows] == [(2, "kept")] and rows[0]["instruction_id_list"]
+
+
+def test_lora_target_errors_name_the_field_and_the_model_layers(world):
+    spec = ExpertSpec(base=world.router_init, data="if_generated", recipe="lora",
+                      lora=LoraSpec(target_modules=["q_proj", "qkv_proj"]))
+    with pytest.raises(ConfigError, match=r"world.experts.if.lora.target_modules: 'qkv_proj'.* k_proj, lm_head, o_proj"):
+        spec.validate("world.experts.if")
+    ExpertSpec(base=world.router_init, data="if_generated", recipe="lora",
+               lora=LoraSpec(target_modules=["gate_proj", "self_attn.q_proj"])).validate("world.experts.if")
+    cfg = load_config(SweepConfig, extra={"name": "t", "world": {       # the sweep refuses it before building anything
+        "kind": "checkpoints", "tokenizer": world.tokenizer, "base": world.router_init, "router_init": world.router_init,
+        "experts": {"copy": {"base": world.router_init, "data": world.sft_data["copy"], "recipe": "lora",
+                             "lora": {"r": -1}}, "rev": world.experts["rev"]}}})
+    with pytest.raises(ConfigError, match=r"world.experts.copy.lora.r = -1"):
+        world_key(cfg.world)
+
+
+def test_lora_expert_is_the_base_with_merged_adapters_on_its_targets_only(world):
+    train = {"lr": 1e-2, "max_steps": 2, "batch_size": 4, "max_length": 32}
+    spec = load_config(ExpertSpec, extra={"base": world.router_init, "tokenizer": world.tokenizer,
+                                          "data": world.sft_data["copy"], "recipe": "lora", "train": train,
+                                          "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}})
+    folder = build_expert(spec.validate("world.experts.copy"))
+    base = load_file(Path(world.router_init) / "model.safetensors")
+    expert = load_file(folder / "model.safetensors")
+    assert expert.keys() == base.keys()
+    targeted = {k for k in base if ".q_proj." in k or ".v_proj." in k}
+    assert len(targeted) == 4                                    # 2 layers x (q, v) weights
+    assert all(not torch.equal(expert[k], base[k]) for k in targeted)
+    assert all(torch.equal(expert[k], base[k]) for k in base.keys() - targeted)
+    model, info = AutoModelForCausalLM.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and type(model).__name__ == "LlamaForCausalLM"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["recipe"] == "lora" and metrics["steps"] == 2
+    assert metrics["trainable_params"] == 2 * (4 * (32 + 32) + 4 * (32 + 16))   # per layer: q 32->32, v 32->16
+    full = load_config(ExpertSpec, extra={"base": world.router_init, "data": world.sft_data["copy"], "train": train})
+    assert expert_key(spec) != expert_key(replace(spec, recipe="full"))
+    assert expert_key(spec) != expert_key(replace(spec, lora=replace(spec.lora, r=8)))
+    assert expert_key(full) == expert_key(replace(full, lora=LoraSpec(r=2)))   # full: the lora settings are unused
