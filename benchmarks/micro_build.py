@@ -61,11 +61,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fr_bench_micro_") as cache:
         cold_s, cold = build(args.config, args.overrides, cache)
         warm_s, warm = build(args.config, args.overrides, cache)
-    if warm["info"]["built"]:
-        sys.exit(f"the warm build rebuilt {warm['info']['built']}: the cache key is not stable")
+    if warm["info"]["0"]["built"]:
+        sys.exit(f"the warm build rebuilt {warm['info']['0']['built']}: the cache key is not stable")
     acc = cold["accuracy"]
     result = {"cold_s": round(cold_s, 1), "warm_s": round(warm_s, 1), "accuracy": acc,
-              "stages_s": {k: round(v, 1) for k, v in cold["info"]["seconds"].items()},
+              "stages_s": {k: round(v, 1) for k, v in cold["info"]["0"]["seconds"].items()},
               "targets": targets(acc), "config": args.config, "overrides": args.overrides,
               "loadavg_1min_at_start": round(load, 2), "cpus": os.cpu_count()}
     print(json.dumps(result))

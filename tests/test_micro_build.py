@@ -134,7 +134,12 @@ def test_table_and_cli(first_build, in_cache: Path, capsys: pytest.CaptureFixtur
                and all("output" in json.loads(r) for r in rows) for f in samples)
     assert main(["build", str(TINY), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["accuracy"] == table and out["info"]["built"] == []  # evaluations come from the cache too
+    assert out["accuracy"] == out["per_seed"]["0"] == table and out["info"]["0"]["built"] == []  # cached evals
+    assert main(["build", str(TINY), "--seeds", "0", "1", "--json"]) == 0   # seed 1's world is new; seed 0 cached
+    both = json.loads(capsys.readouterr().out)
+    assert both["per_seed"]["0"] == table and both["info"]["1"]["built"][:1] == ["base"]
+    assert both["accuracy"] == {m: {d: (v + both["per_seed"]["1"][m][d]) / 2 for d, v in row.items()}
+                                for m, row in table.items()}
     assert main(["build", str(TINY), "nonsense.key=1"]) == 2
 
 
@@ -146,7 +151,7 @@ def test_experts_trained_in_parallel_equal_the_serial_build(first_build, tmp_pat
     _, serial = first_build
     monkeypatch.setenv("FR_BENCH_CACHE", str(tmp_path))
     assert main(["build", str(TINY), "--workers", "2", "--no-table", "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)["info"]
+    info = json.loads(capsys.readouterr().out)["info"]["0"]
     assert info["built"] == ALL and info["keys"] == serial["keys"]
     for name in MODELS:
         assert (Path(info["paths"][name]) / "model.safetensors").read_bytes() == \
@@ -155,7 +160,7 @@ def test_experts_trained_in_parallel_equal_the_serial_build(first_build, tmp_pat
 
 
 def test_seeded_worlds_share_data_and_train_their_own_models(first_build, in_cache: Path) -> None:
-    """`MicroConfig.for_seed`: seed 0 is the configured world (found in the cache); seed 1 trains new weights on
+    """`MicroConfig.for_seed`: seed 0 is the configured world (found in the cache); seed 2 trains new weights on
     the same data and tokenizer, its base and experts in one wave each."""
     import torch
     from safetensors.torch import load_file
@@ -164,8 +169,8 @@ def test_seeded_worlds_share_data_and_train_their_own_models(first_build, in_cac
 
     world, _ = first_build
     cfg = load_config(MicroConfig, TINY)
-    (w0, info0), (w1, info1) = build_micro_worlds([cfg.for_seed(0), cfg.for_seed(1)])
-    assert info0["built"] == info1["built"] == ["base", "expert_math", "expert_code", "expert_if"]  # seed 1 only
+    (w0, info0), (w1, info1) = build_micro_worlds([cfg.for_seed(0), cfg.for_seed(2)])
+    assert info0["built"] == info1["built"] == ["base", "expert_math", "expert_code", "expert_if"]  # seed 2 only
     assert w0.base == world.base and w0.experts == world.experts
     assert w1.tokenizer == w0.tokenizer and w1.sft_data == w0.sft_data and w1.tasks == w0.tasks
     assert w1.base != w0.base and set(w1.experts.values()).isdisjoint(w0.experts.values())
