@@ -95,6 +95,8 @@ def build_models(cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str, 
         paths[f"expert_{d}"], keys[f"expert_{d}"] = _artifact("micro_expert", d, train_key(cfg.expert_train(d)),
                                                               keys["base"], *_replay_key(cfg, d))
     todo = [name for name in MODELS if not is_complete(paths[name])]
+    for name in (n for n in MODELS if n not in todo):
+        log.debug("%s: in the cache at %s", name, paths[name])
     args = (cfg, data_dir, tok_dir, tok_key, paths, keys)
     if pool is None:
         for name in todo:
@@ -220,6 +222,8 @@ def specialisation_table(cfg: MicroConfig, world: World, info: dict[str, Any]) -
                 summary = evaluate_model(val_world, name.removeprefix("expert_"), cfg.eval.batch_size, tmp)
                 atomic_write_json(tmp / "summary.json", summary)
             info["built"].append(f"eval_{name}")
+        else:
+            log.debug("eval_%s: in the cache at %s", name, path)
         summary = json.loads((path / "summary.json").read_text())
         table[name] = {d: summary[TASK_NAMES[d]]["primary"] for d in DOMAINS}
     info["seconds"]["eval"] = time.perf_counter() - start
