@@ -1,7 +1,7 @@
 """`python -m fr_bench.micro build CONFIG.yaml [key=value ...] [--workers N]`: build the micro world, print the
 specialisation table.
 
-Progress (Lightning bars, stage messages; `-v` adds what was found in the cache) goes to stderr through
+Progress (Lightning bars, stage messages; `-v` adds which evaluations came from the cache) goes to stderr through
 `fr_bench.logs`; the table, the World's paths and what was built go to stdout. `--json` prints one JSON object
 instead.
 """

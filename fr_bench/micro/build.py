@@ -95,8 +95,6 @@ def build_models(cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok_key: str, 
         paths[f"expert_{d}"], keys[f"expert_{d}"] = _artifact("micro_expert", d, train_key(cfg.expert_train(d)),
                                                               keys["base"], *_replay_key(cfg, d))
     todo = [name for name in MODELS if not is_complete(paths[name])]
-    for name in (n for n in MODELS if n not in todo):
-        log.debug("%s: in the cache at %s", name, paths[name])
     args = (cfg, data_dir, tok_dir, tok_key, paths, keys)
     if pool is None:
         for name in todo:

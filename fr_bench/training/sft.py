@@ -17,7 +17,8 @@ from ..chat import encode_example
 from ..models.router import RouterModel
 from ..world import World
 from .configs import SFTConfig
-from .data import SFTDataset, collate, read_jsonl  # noqa: F401  (SFTDataset re-exported: fr_bench.expert_stage imports it from here)
+# SFTDataset is re-exported: fr_bench.expert_stage imports it from here
+from .data import SFTDataset, collate, read_jsonl  # noqa: F401
 from .expert_signals import OnlineExpertSignals
 from .harness import adamw
 from .losses import IGNORE_INDEX, ExpertSignal, lm_loss, routing_loss
