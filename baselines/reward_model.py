@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -28,6 +27,7 @@ from fr_bench.artifacts import register_artifact
 from fr_bench.chat import format_prompt
 from fr_bench.config import ConfigError
 from fr_bench.training.data import PAIRS_FILE, right_pad
+from fr_bench.training.harness import adamw, fit, seed_everything
 from fr_bench.world import World
 
 
@@ -284,7 +284,7 @@ class RewardModule(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self) -> Any:
-        return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        return adamw(self, self.cfg.lr, self.cfg.weight_decay, warmup_steps=0, total_steps=self.cfg.max_steps)
 
 
 def pairwise_accuracy(rm: RewardModel, pairs: Sequence[dict[str, str]], batch_size: int = 8) -> float:
@@ -301,8 +301,6 @@ def train_reward_model(world: World, pairs_path: str | Path, cfg: RewardModelCon
     `out_dir`; returns the metrics written there (pairwise accuracy on the train and held-out pairs)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from fr_bench.training.guards import NonFiniteLossGuard
-
     cfg.validate()
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(world.tokenizer)
@@ -312,7 +310,7 @@ def train_reward_model(world: World, pairs_path: str | Path, cfg: RewardModelCon
     n_val = int(len(rows) * cfg.val_fraction)
     val_rows, train_rows = rows[:n_val], rows[n_val:]
 
-    L.seed_everything(seed, verbose=False)
+    seed_everything(seed)
     model = AutoModelForSequenceClassification.from_pretrained(cfg.init_path(world), num_labels=1,
                                                                dtype=torch.float32)
     model.config.pad_token_id = pad_id
@@ -320,23 +318,17 @@ def train_reward_model(world: World, pairs_path: str | Path, cfg: RewardModelCon
     train = loader(encode_pairs(train_rows, tokenizer, cfg.max_length), shuffle=True,
                    generator=torch.Generator().manual_seed(seed))
     val = loader(encode_pairs(val_rows, tokenizer, cfg.max_length)) if val_rows else None
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs if cfg.epochs >= 1 else -1, max_steps=cfg.max_steps, accelerator=cfg.accelerator,
-        devices=1, precision=cfg.precision, accumulate_grad_batches=cfg.grad_accum,
-        gradient_clip_val=cfg.grad_clip or None, logger=L.pytorch.loggers.CSVLogger(str(out_dir), "logs", version=0),
-        callbacks=[NonFiniteLossGuard("reward_model")], enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, log_every_n_steps=cfg.log_every_n_steps, num_sanity_val_steps=0)
-    start = time.perf_counter()
-    model.train()
-    trainer.fit(RewardModule(model, cfg), train_dataloaders=train, val_dataloaders=val)
+    run = fit(RewardModule(model, cfg), train, stage="reward_model", log_dir=out_dir, name="logs", version=0,
+              max_steps=cfg.max_steps, epochs=cfg.epochs, val=val, accelerator=cfg.accelerator,
+              precision=cfg.precision, grad_accum=cfg.grad_accum, grad_clip=cfg.grad_clip,
+              log_every_n_steps=cfg.log_every_n_steps)
     model.eval()
-    seconds = time.perf_counter() - start
 
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     rm = RewardModel(model, tokenizer, cfg.max_length)
-    metrics = {"train_pairs": len(train_rows), "val_pairs": len(val_rows), "steps": trainer.global_step,
-               "seconds": round(seconds, 2), "train_accuracy": pairwise_accuracy(rm, train_rows, cfg.batch_size),
+    metrics = {"train_pairs": len(train_rows), "val_pairs": len(val_rows), "steps": run.steps,
+               "seconds": round(run.seconds, 2), "train_accuracy": pairwise_accuracy(rm, train_rows, cfg.batch_size),
                "val_accuracy": pairwise_accuracy(rm, val_rows, cfg.batch_size) if val_rows else None}
     (out_dir / "reward_model.json").write_text(json.dumps(
         {"max_length": cfg.max_length, "init": cfg.init_path(world), "pairs": str(pairs_path), "seed": seed,

@@ -31,7 +31,8 @@ import torch
 from fr_bench.models.router import RouterModel
 from fr_bench.training.configs import SFTConfig
 from fr_bench.training.expert_signals import OnlineExpertSignals, SignalTable
-from fr_bench.training.sft import RouterSFT, SFTDataset, collate_sft, forward_logits, sft_losses
+from fr_bench.training.data import SFTDataset
+from fr_bench.training.sft import RouterSFT, collate_sft, forward_logits, sft_losses
 
 SHAPES = {
     "micro": dict(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=4,

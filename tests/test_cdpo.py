@@ -19,7 +19,8 @@ from fr_bench.training.configs import CDPOConfig, PairsConfig, SFTConfig
 from fr_bench.training.data import read_jsonl
 from fr_bench.training.losses import IGNORE_INDEX
 from fr_bench.training.preferences import build_preference_pairs, load_preference_pairs
-from fr_bench.training.sft import SFTDataset, load_sft_examples
+from fr_bench.training.data import SFTDataset
+from fr_bench.training.sft import load_sft_examples
 from fr_bench.training.preference_stages import train_router_cdpo
 from fr_bench.training.stages import build_router_pairs, train_router_sft
 from training_world import CopyTask, single_thread, world, write_pairs  # noqa: F401  (module fixtures)

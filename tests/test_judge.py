@@ -1,5 +1,6 @@
 """The pairwise judge with fake transports (never the network): order swapping, outcome rules, win-rate maths,
-retries, the urllib request it builds, and the win-rate rows it writes back into a sweep."""
+retries, the urllib request it builds, the win-rate rows it writes back into a sweep, and its verdict cache, which
+a re-run judge and a re-assembled sweep both reuse."""
 from __future__ import annotations
 
 import io
@@ -42,6 +43,13 @@ def prefers_good(a: str, b: str) -> str:
     if ("GOOD" in a) == ("GOOD" in b):
         return "[[C]]"
     return "[[A]]" if "GOOD" in a else "[[B]]"
+
+
+@pytest.fixture(autouse=True)
+def judge_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test starts with an empty judge cache."""
+    monkeypatch.setenv("FR_BENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 @pytest.fixture
@@ -182,21 +190,26 @@ def test_urllib_transport_builds_the_request(monkeypatch: pytest.MonkeyPatch) ->
     assert not exc.value.retryable
 
 
+GOOD = {"fusionroute": {0, 1, 2}, "finetuned": {2, 3}, "collab": set()}
+
+
+def _samples(method: str, ids: set[int]) -> list[dict]:
+    return [{"id": f"s{i}", "prompt": f"question {i}", "output": f"{'GOOD' if i in ids else 'bad'} {method}",
+             "extracted": None, "gold": None, "correct": True, "metrics": {"acc": 1.0}, "expert_choices": None,
+             "tokens": None, "cost_tokens": 3} for i in range(4)]
+
+
 def _general_sweep(root: Path) -> Path:
     """Task 'gen' with 4 prompts; finetuned is the judge's opponent. fusionroute is GOOD on s0-s2, finetuned on
     s2-s3, collab never: fusionroute wins s0, s1, ties s2, loses s3 -> 0.625; collab loses s2, s3, ties -> 0.25."""
-    good = {"fusionroute": {0, 1, 2}, "finetuned": {2, 3}, "collab": set()}
     rows = []
-    for method, ids in good.items():
-        samples = [{"id": f"s{i}", "prompt": f"question {i}", "output": f"{'GOOD' if i in ids else 'bad'} {method}",
-                    "extracted": None, "gold": None, "correct": True, "metrics": {"acc": 1.0},
-                    "expert_choices": None, "tokens": None, "cost_tokens": 3} for i in range(4)]
-        write_samples(root, method, "gen", 0, samples)
+    for method, ids in GOOD.items():
+        write_samples(root, method, "gen", 0, _samples(method, ids))
         rows.append(ResultRow(sweep="g", method=method, task="gen", domain="general", seed=0, n=4,
                               primary_metric="acc", primary=1.0, metrics={"acc": 1.0}, cost_tokens=12, wall_s=1.0,
                               method_group="fusionroute" if method == "fusionroute" else "baseline"))
     write_results(root, rows)
-    write_meta(root, SweepMeta(sweep="g", expert_names=[], reference_method="fusionroute", methods=list(good),
+    write_meta(root, SweepMeta(sweep="g", expert_names=[], reference_method="fusionroute", methods=list(GOOD),
                                tasks=["gen"], seeds=[0], created="2026-01-01T00:00:00"))
     return root
 
@@ -253,3 +266,78 @@ def test_cli_through_urllib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     assert [r.primary for r in load_sweep(root).results if r.task == "win_rate"] == [0.625]
     assert J.main([str(root), "--no-render", "task=gen"]) == 2                 # base_url is required
     assert "base_url" in capsys.readouterr().err
+
+
+def _write_cell(key: str, method: str, ids: set[int]) -> None:
+    """A finished evaluation cell of `method` on task 'gen', as the sweep's cells write it."""
+    from fr_bench.cache import atomic_dir
+    from fr_bench.sweep.cells import cell_dir
+
+    if cell_dir(key).exists():
+        import shutil
+
+        shutil.rmtree(cell_dir(key))
+    with atomic_dir(cell_dir(key)) as tmp:
+        (tmp / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in _samples(method, ids)))
+        (tmp / "result.json").write_text(json.dumps(
+            {"method": method, "task": "gen", "domain": "general", "n": 4, "primary_metric": "acc", "primary": 1.0,
+             "metrics": {"acc": 1.0}, "cost_tokens": 12, "wall_s": 1.0, "seed": 0}))
+
+
+def test_verdicts_are_cached_and_survive_a_reassembled_sweep(config: JudgeConfig, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from fr_bench.reports.__main__ import main as reports_main
+    from fr_bench.sweep.config import MethodEntry, SweepConfig
+    from fr_bench.sweep.plan import Cell, Plan
+    from fr_bench.sweep.run import assemble
+    from fr_bench.world import TaskSpec
+
+    groups = {"fusionroute": "fusionroute", "finetuned": "baseline", "collab": "baseline"}
+    cfg = SweepConfig(name="g", methods={m: MethodEntry(method="single_model", group=g) for m, g in groups.items()})
+    plan = Plan("w", [], [Cell(m, cfg.methods[m], "gen", TaskSpec("exact_match"), 0, f"cell-{m}") for m in groups])
+    world = SimpleNamespace(expert_names=[], tasks={"gen": None})
+    for m, ids in GOOD.items():
+        _write_cell(f"cell-{m}", m, ids)
+    out = tmp_path / "report"
+    config.task, config.reference_method = "gen", "finetuned"
+
+    def win_rates() -> dict[str, float]:
+        return {r.method: r.primary for r in load_sweep(out).results if r.task == "win_rate"}
+
+    assemble(plan, world, cfg, out)
+    fake = FakeJudge(prefers_good)
+    first = judge_sweep(load_sweep(out), config, fake)
+    assert len(fake.calls) == 16 and not any(w.cached for w in first)
+    write_win_rates(load_sweep(out), config, first)
+    expected = {"fusionroute": 0.625, "collab": 0.25, "finetuned": 0.5}
+    assert win_rates() == expected
+
+    # the sweep runs again: assemble rewrites results.jsonl and meta.json from the cells, the win rates come back
+    assemble(plan, world, cfg, out)
+    assert win_rates() == expected and "win_rate" in load_sweep(out).meta.tasks
+    assert load_sweep(out).samples("collab", "win_rate", 0)[2]["judge"]["outcome"] == "loss"
+    assert reports_main([str(out)]) == 0
+    table = (out / "tables" / "main.md").read_text()
+    assert "| win_rate |" in table.splitlines()[0] and "| **62.5** ± 37.5 |" in table
+    assert table in (out / "report.md").read_text()
+
+    # a second judge run makes no call, and needs no API key for that
+    monkeypatch.delenv("FAKE_JUDGE_KEY")
+    again = FakeJudge(prefers_good)
+    second = judge_sweep(load_sweep(out), config, again)
+    assert again.calls == [] and all(w.cached for w in second)
+    assert {w.method: w.result.primary for w in second} == expected
+    assert [w.rows for w in second] == [w.rows for w in first]
+
+    # collab's answers change: its old verdicts are not re-attached, and only collab is judged again
+    monkeypatch.setenv("FAKE_JUDGE_KEY", "sk-test")
+    _write_cell("cell-collab", "collab", {0, 1, 2, 3})
+    assemble(plan, world, cfg, out)
+    assert win_rates() == {"fusionroute": 0.625, "finetuned": 0.5}
+    third = FakeJudge(prefers_good)
+    rejudged = judge_sweep(load_sweep(out), config, third)
+    assert len(third.calls) == 8 and [w.method for w in rejudged if not w.cached] == ["collab"]
+    write_win_rates(load_sweep(out), config, rejudged)
+    assert win_rates()["collab"] == 0.75   # GOOD everywhere: wins s0, s1, ties s2, s3

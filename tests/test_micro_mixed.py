@@ -114,7 +114,7 @@ def test_expert_trains_only_on_its_own_segments_of_a_mixed_row(tmp_path) -> None
     assert all(any(keep for _, keep in r["spans"]) for r in mixed)
     tok = tiny_tokenizer(sorted({w for r in mixed for w in r["response"].split()}))
     row = next(r for r in mixed if r["spans"][-1][1] is False)  # math first, then another expert's part
-    (ex,) = SFTDataset([{**row, "response": " ".join(row["response"].split()),
+    (ex,) = SFTDataset.from_rows([{**row, "response": " ".join(row["response"].split()),
                          "spans": [(" ".join(t.split()) + (" " if i < len(row["spans"]) - 1 else ""), keep)
                                    for i, (t, keep) in enumerate(row["spans"])]}], tok).examples
     trained = [tok.convert_ids_to_tokens(t) for t in ex["labels"] if t != -100]

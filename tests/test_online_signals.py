@@ -12,7 +12,8 @@ from fr_bench.cache import cache_root
 from fr_bench.config import ConfigError
 from fr_bench.training import expert_signals as es
 from fr_bench.training.configs import CDPOConfig, SFTConfig
-from fr_bench.training.sft import SFTDataset, collate_sft, load_sft_examples, sft_losses
+from fr_bench.training.data import SFTDataset
+from fr_bench.training.sft import collate_sft, load_sft_examples, sft_losses
 from fr_bench.training.preference_stages import train_router_cdpo
 from fr_bench.training.stages import train_router_sft
 from training_world import single_thread, world, write_pairs  # noqa: F401  (module fixtures)

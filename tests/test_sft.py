@@ -15,7 +15,8 @@ from fr_bench.training import expert_signals as es
 from fr_bench.training.configs import SFTConfig
 from fr_bench.training.guards import NonFiniteLossError
 from fr_bench.training.losses import IGNORE_INDEX
-from fr_bench.training.sft import SFTDataset, collate_sft, load_sft_examples
+from fr_bench.training.data import SFTDataset
+from fr_bench.training.sft import collate_sft, load_sft_examples
 from fr_bench.training.stages import train_router_sft
 from training_world import build_world, single_thread, world  # noqa: F401  (module fixtures)
 

@@ -9,7 +9,8 @@ import torch
 
 from fr_bench.chat import encode_example
 from fr_bench.training.data import LengthGroupedBatchSampler, SFTDataset, collate, load_pairs
-from fr_bench.training.lm import LMTrainConfig, fit_causal_lm, warmup_cosine
+from fr_bench.training.harness import adamw, warmup_cosine
+from fr_bench.training.lm import LMTrainConfig, fit_causal_lm
 
 ROWS = [{"prompt": f"What is {a} plus {b}?", "response": f"{a} + {b} = {a + b}"} for a in range(6) for b in range(6)]
 
@@ -32,7 +33,7 @@ def tiny_llama(tokenizer, seed: int = 0):
 
 
 def test_dataset_encodes_like_chat_encode_example(tokenizer) -> None:
-    ds = SFTDataset(ROWS[:3], tokenizer, max_length=64)
+    ds = SFTDataset.from_rows(ROWS[:3], tokenizer, max_length=64)
     assert ds[1] == encode_example(tokenizer, ROWS[1]["prompt"], ROWS[1]["response"], 64)
     labels = ds[1]["labels"]
     first = next(i for i, v in enumerate(labels) if v != -100)
@@ -40,7 +41,7 @@ def test_dataset_encodes_like_chat_encode_example(tokenizer) -> None:
 
 
 def test_collate_pads_right_and_masks(tokenizer) -> None:
-    ds = SFTDataset(ROWS[:2] + [{"prompt": "x", "response": "y"}], tokenizer)
+    ds = SFTDataset.from_rows(ROWS[:2] + [{"prompt": "x", "response": "y"}], tokenizer)
     batch = collate([ds[0], ds[2]], pad_id=tokenizer.pad_token_id)
     n_short = len(ds[2]["input_ids"])
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
@@ -69,6 +70,33 @@ def test_warmup_cosine() -> None:
     assert warmup_cosine(100, 10, 100, 0.1) == pytest.approx(0.1)
 
 
+def test_router_schedule_is_constant_after_warmup() -> None:
+    # min_ratio = 1: the router stages' "linear warm-up, then constant", whatever the total
+    assert [warmup_cosine(s, 4, -1, 1.0) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_cosine(0, 0, 10, 1.0) == 1.0
+
+
+def test_adamw_recipe_groups_and_frozen_parameters(tokenizer) -> None:
+    model = tiny_llama(tokenizer)
+    model.model.embed_tokens.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    (group,) = adamw(model, 1e-3, 0.1, 0, 10)["optimizer"].param_groups
+    assert len(group["params"]) == len(trainable) and group["weight_decay"] == 0.1
+    matrices, vectors = adamw(model, 1e-3, 0.1, 0, 10, betas=(0.9, 0.95), decay_vectors=False)["optimizer"].param_groups
+    assert all(p.dim() >= 2 for p in matrices["params"]) and all(p.dim() == 1 for p in vectors["params"])
+    assert (matrices["weight_decay"], vectors["weight_decay"], vectors["betas"]) == (0.1, 0.0, (0.9, 0.95))
+    assert len(matrices["params"]) + len(vectors["params"]) == len(trainable)
+
+
+def test_only_the_harness_builds_a_trainer() -> None:
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    builders = [str(f.relative_to(repo)) for d in ("fr_bench", "baselines") for f in (repo / d).rglob("*.py")
+                if "L.Trainer(" in f.read_text() or "lightning.Trainer(" in f.read_text()]
+    assert builders == ["fr_bench/training/harness.py"]
+
+
 def test_load_pairs_names_the_missing_field(tmp_path) -> None:
     path = tmp_path / "rows.jsonl"
     path.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "c"}\n')
@@ -77,7 +105,7 @@ def test_load_pairs_names_the_missing_field(tmp_path) -> None:
 
 
 def _mean_loss(model, tokenizer, rows) -> float:
-    batch = collate(SFTDataset(rows, tokenizer).examples, tokenizer.pad_token_id)
+    batch = collate(SFTDataset.from_rows(rows, tokenizer).examples, tokenizer.pad_token_id)
     with torch.no_grad():
         return float(model(**batch).loss)
 

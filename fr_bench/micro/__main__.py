@@ -1,18 +1,19 @@
 """`python -m fr_bench.micro build CONFIG.yaml [key=value ...] [--workers N] [--seeds S ...]`: build the micro world
 (one per seed: `MicroConfig.for_seed`), print the specialisation table (the mean over the seeds).
 
-Progress (Lightning bars, stage messages) goes to stderr; the table, the World's paths and what was built go to
-stdout. `--json` prints one JSON object instead.
+Progress (Lightning bars, stage messages; `-v` adds which evaluations came from the cache) goes to stderr through
+`fr_bench.logs`; the table, the World's paths and what was built go to stdout. `--json` prints one JSON object
+instead.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
-import logging
 import sys
 from dataclasses import asdict
 
+from .. import logs
 from ..config import ConfigError, load_config
 from ..parallel import WorkerPool
 from .build import build_micro_worlds, format_table, specialisation_table
@@ -32,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="build the world of each seed (training seeds offset by it, same data); default 0 = "
                             "the config as given")
     build.add_argument("--json", action="store_true", help="print one JSON object (worlds, info, tables)")
+    logs.add_verbose_flag(build)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    logs.configure(logs.level(args.verbose))
     try:
         cfg = load_config(MicroConfig, args.config, args.overrides).validate()
         if args.workers < 1:

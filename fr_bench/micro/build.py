@@ -247,6 +247,8 @@ def specialisation_table(cfg: MicroConfig, world: World, info: dict[str, Any]) -
                 summary = evaluate_model(val_world, name.removeprefix("expert_"), cfg.eval.batch_size, tmp)
                 atomic_write_json(tmp / "summary.json", summary)
             info["built"].append(f"eval_{name}")
+        else:
+            log.debug("eval_%s: in the cache at %s", name, path)
         summary = json.loads((path / "summary.json").read_text())
         table[name] = {d: summary[TASK_NAMES[d]]["primary"] for d in DOMAINS}
     info["seconds"]["eval"] = time.perf_counter() - start

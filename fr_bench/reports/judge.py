@@ -12,6 +12,12 @@ Win rate = (wins + 0.5 ties) / n, with a percentile bootstrap CI over prompts. T
 0.5 by definition (no calls). In the micro world there is no judge: general quality is the micro_general task's
 own score.
 
+Verdicts are cached like cells: one unit per (method, seed) under `$FR_BENCH_CACHE/judge/<key>/`, the key covering
+what shapes a verdict (the `VERDICT_FIELDS` of the config, the opponent's name, and every judged (id, prompt, answer,
+opponent answer)). A re-run judges only what changed. The report folder's `judge.json` records the configs run on
+it, so the sweep's `assemble`, which rewrites results.jsonl from the cells, re-attaches the win rates whose answers
+are unchanged (`attach_judged`) instead of dropping them.
+
     python -m fr_bench.reports.judge reports/<sweep> --config judge.yaml [key=value ...]
 
 `transport` is injectable so tests use a fake judge and never touch the network.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import re
 import sys
@@ -32,9 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..cache import atomic_dir, atomic_write_json, atomic_write_jsonl, cache_root, config_hash, is_complete
 from ..config import MISSING, ConfigError, load_config
 from .schema import ResultRow, Sweep, SweepFormatError, load_sweep, write_meta, write_results, write_samples
 from .stats import bootstrap_interval
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = """\
 You are an impartial judge. Compare the two assistant answers to the user's question below and decide which one \
@@ -56,6 +66,9 @@ PLACEHOLDERS = ("{question}", "{answer_a}", "{answer_b}")
 PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 VERDICT = re.compile(r"\[\[(A|B|C)\]\]")
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# The config fields a verdict depends on (the rest say how calls are made, or what is judged and where it is shown).
+VERDICT_FIELDS = ("base_url", "model", "prompt_template", "system_prompt", "temperature", "max_tokens")
+JUDGE_FILE = "judge.json"   # in a report folder: output_task -> the JudgeConfig run on it
 
 
 @dataclass
@@ -212,6 +225,21 @@ class WinRate:
     seed: int
     rows: list[dict[str, Any]]    # per-sample rows (samples schema + "judge")
     result: ResultRow
+    cached: bool = False          # read from the judge cache, no call made
+
+
+@dataclass
+class _Unit:
+    """One cached unit of verdicts: a method's answers on one seed against the reference method's, paired by id."""
+
+    method: str
+    seed: int
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]]   # (method's sample, reference's sample)
+    key: str
+
+    @property
+    def folder(self) -> Path:
+        return cache_root() / "judge" / self.key
 
 
 def _verdict_json(v: Verdict) -> dict[str, Any]:
@@ -236,9 +264,8 @@ def win_rate_row(sweep: str, method: str, output_task: str, seed: int, judgments
                      wall_s=wall_s, method_group=method_group)
 
 
-def judge_sweep(sweep: Sweep, config: JudgeConfig, transport: Transport = urllib_transport,
-                sleep: Callable[[float], None] = time.sleep) -> list[WinRate]:
-    """Judge every method's answers on `config.task` against the reference method's, per seed, paired by id."""
+def _units(sweep: Sweep, config: JudgeConfig) -> list[_Unit]:
+    """The (method, seed) units `config` judges in `sweep`, each keyed by what its verdicts depend on."""
     ref = config.reference_method
     ran = [m for m in sweep.method_order() if sweep.rows(m, config.task)]
     if ref not in ran:
@@ -248,9 +275,8 @@ def judge_sweep(sweep: Sweep, config: JudgeConfig, transport: Transport = urllib
     unknown = [m for m in methods if m not in ran]
     if unknown:
         raise SweepFormatError(f"judge methods {unknown} have no results on task '{config.task}'; choose among {ran}.")
-    judge = PairwiseJudge(config, transport, sleep)
-    groups = sweep.method_groups()
-    out = []
+    verdict_config = {f: getattr(config, f) for f in VERDICT_FIELDS}
+    units = []
     for method in methods:
         for row in sweep.rows(method, config.task):
             ours = sweep.samples(method, config.task, row.seed)
@@ -262,32 +288,71 @@ def judge_sweep(sweep: Sweep, config: JudgeConfig, transport: Transport = urllib
             pairs = [(s, by_id[str(s["id"])]) for s in ours if str(s["id"]) in by_id]
             if not pairs:
                 raise SweepFormatError(f"{method} and {ref} share no sample id on {config.task}/seed{row.seed}.")
-            start = time.time()
-            if method == ref:  # a method against itself ties by definition
-                tie = Verdict("tie", "(same method: tie by definition, not judged)")
-                judgments = [PairJudgment(tie, tie) for _ in pairs]
-            else:
-                judgments = judge.judge_many([(str(s["prompt"]), str(s["output"]), str(r["output"]))
-                                              for s, r in pairs])
-            wall = time.time() - start
-            rows = []
-            for (s, r), j in zip(pairs, judgments):
-                rows.append({"id": s["id"], "prompt": s["prompt"], "output": s["output"], "extracted": j.outcome,
-                             "gold": None, "correct": j.outcome == "win", "metrics": {"win_rate": j.score},
-                             "expert_choices": None, "tokens": None, "cost_tokens": int(s.get("cost_tokens") or 0),
-                             "judge": {"model": config.model, "reference_method": ref,
-                                       "reference_output": r["output"], "outcome": j.outcome,
-                                       "method_first": _verdict_json(j.method_first),
-                                       "method_second": _verdict_json(j.method_second)}})
-            result = win_rate_row(sweep.name, method, config.output_task, row.seed, judgments,
-                                  sum(x["cost_tokens"] for x in rows), wall, groups.get(method))
-            out.append(WinRate(method, ref, row.seed, rows, result))
+            judged = [(str(s["id"]), str(s["prompt"]), str(s["output"]), str(r["output"])) for s, r in pairs]
+            # a self-match is a tie by definition, never judged: it must not share a key with a judged method
+            # whose answers happen to equal the reference's
+            key = config_hash("judge", verdict_config, ref, {"self_match": method == ref}, judged)
+            units.append(_Unit(method, row.seed, pairs, key))
+    return units
+
+
+def _judged(unit: _Unit, config: JudgeConfig, judge: "PairwiseJudge | None") -> tuple[list[dict[str, Any]], dict]:
+    """Per-sample rows and the results row (as JSON) of one unit, judging it now (`judge`: None for a self-match)."""
+    start = time.time()
+    if judge is None:  # a method against itself ties by definition
+        tie = Verdict("tie", "(same method: tie by definition, not judged)")
+        judgments = [PairJudgment(tie, tie) for _ in unit.pairs]
+    else:
+        judgments = judge.judge_many([(str(s["prompt"]), str(s["output"]), str(r["output"])) for s, r in unit.pairs])
+    wall = time.time() - start
+    rows = []
+    for (s, r), j in zip(unit.pairs, judgments):
+        rows.append({"id": s["id"], "prompt": s["prompt"], "output": s["output"], "extracted": j.outcome,
+                     "gold": None, "correct": j.outcome == "win", "metrics": {"win_rate": j.score},
+                     "expert_choices": None, "tokens": None, "cost_tokens": int(s.get("cost_tokens") or 0),
+                     "judge": {"model": config.model, "reference_method": config.reference_method,
+                               "reference_output": r["output"], "outcome": j.outcome,
+                               "method_first": _verdict_json(j.method_first),
+                               "method_second": _verdict_json(j.method_second)}})
+    result = win_rate_row("", unit.method, config.output_task, unit.seed, judgments,
+                          sum(x["cost_tokens"] for x in rows), wall, None)
+    return rows, result.to_json()
+
+
+def _win_rate(unit: _Unit, sweep: Sweep, config: JudgeConfig, cached: bool) -> WinRate:
+    """A unit's WinRate from its cache folder, labelled for `sweep` (name, output task, method group)."""
+    rows = [json.loads(line) for line in (unit.folder / "samples.jsonl").read_text().splitlines() if line]
+    stored = json.loads((unit.folder / "result.json").read_text())
+    result = ResultRow.from_json({**stored, "sweep": sweep.name, "method": unit.method, "task": config.output_task,
+                                  "seed": unit.seed, "method_group": sweep.method_groups().get(unit.method)},
+                                 str(unit.folder / "result.json"))
+    return WinRate(unit.method, config.reference_method, unit.seed, rows, result, cached)
+
+
+def judge_sweep(sweep: Sweep, config: JudgeConfig, transport: Transport = urllib_transport,
+                sleep: Callable[[float], None] = time.sleep) -> list[WinRate]:
+    """Judge every method's answers on `config.task` against the reference method's, per seed, paired by id; units
+    already in the judge cache are read from it without a call."""
+    units = _units(sweep, config)
+    judge = None
+    out = []
+    for unit in units:
+        cached = is_complete(unit.folder)
+        if not cached:
+            if judge is None and unit.method != config.reference_method:
+                judge = PairwiseJudge(config, transport, sleep)
+            rows, result = _judged(unit, config, None if unit.method == config.reference_method else judge)
+            with atomic_dir(unit.folder) as tmp:
+                atomic_write_jsonl(tmp / "samples.jsonl", rows)
+                atomic_write_json(tmp / "result.json", result)
+        out.append(_win_rate(unit, sweep, config, cached))
     return out
 
 
 def write_win_rates(sweep: Sweep, config: JudgeConfig, win_rates: list[WinRate]) -> None:
     """Store the per-sample judgments as samples of `output_task` and its rows in results.jsonl (replacing any
-    earlier judge run), so tables, plots and compare treat the win rate as one more general benchmark."""
+    earlier judge run), so tables, plots and compare treat the win rate as one more general benchmark; record the
+    config in the folder's `judge.json` for `attach_judged`."""
     for w in win_rates:
         write_samples(sweep.root, w.method, config.output_task, w.seed, w.rows)
     new = {(w.method, w.seed) for w in win_rates}
@@ -296,16 +361,47 @@ def write_win_rates(sweep: Sweep, config: JudgeConfig, win_rates: list[WinRate])
     meta = sweep.meta
     if config.output_task not in meta.tasks:
         write_meta(sweep.root, dataclasses.replace(meta, tasks=meta.tasks + [config.output_task]))
+    runs = {**_judge_runs(sweep.root), config.output_task: dataclasses.asdict(config)}
+    atomic_write_json(sweep.root / JUDGE_FILE, runs)
+
+
+def _judge_runs(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    path = Path(sweep_dir) / JUDGE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def attach_judged(sweep_dir: str | Path) -> int:
+    """Re-attach the cached win rates of every judge config recorded in the folder (after the sweep rewrote its
+    results from the cells); returns how many units were attached. A unit whose answers changed is not in the cache:
+    it is left out, with a warning to re-run the judge."""
+    attached = 0
+    for output_task, fields in _judge_runs(Path(sweep_dir)).items():
+        config = JudgeConfig(**fields)
+        sweep = load_sweep(sweep_dir)
+        try:
+            units = _units(sweep, config)
+        except SweepFormatError as exc:
+            log.warning("judge results '%s' not re-attached: %s", output_task, exc)
+            continue
+        done = [u for u in units if is_complete(u.folder)]
+        if len(done) < len(units):
+            log.warning("judge results '%s': %d of %d run(s) have new answers since they were judged; re-run "
+                        "`fr-bench judge %s` for them", output_task, len(units) - len(done), len(units), sweep_dir)
+        if done:
+            write_win_rates(sweep, config, [_win_rate(u, sweep, config, True) for u in done])
+            attached += len(done)
+    return attached
 
 
 def format_win_rates(win_rates: list[WinRate]) -> str:
-    lines = [f"{'method':<20}{'seed':>5}{'n':>6}{'win rate':>10}  95% CI          {'win':>6}{'tie':>6}{'loss':>6}"]
+    lines = [f"{'method':<20}{'seed':>5}{'n':>6}{'win rate':>10}  95% CI          {'win':>6}{'tie':>6}{'loss':>6}"
+             "  (c = from the judge cache)"]
     for w in win_rates:
         iv = bootstrap_interval([r["metrics"]["win_rate"] for r in w.rows], seed=w.seed)
         m = w.result.metrics
         lines.append(f"{w.method:<20}{w.seed:>5}{w.result.n:>6}{100 * iv.mean:>10.1f}  "
                      f"[{100 * iv.low:5.1f}, {100 * iv.high:5.1f}]  {100 * m['win']:>6.1f}{100 * m['tie']:>6.1f}"
-                     f"{100 * m['loss']:>6.1f}")
+                     f"{100 * m['loss']:>6.1f}{'  c' if w.cached else ''}")
     return "\n".join(lines)
 
 

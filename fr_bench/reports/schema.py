@@ -4,7 +4,8 @@ A sweep directory `reports/<sweep>/` holds what the sweep runner wrote:
 
 - `results.jsonl`: one tidy row per method x task x seed (`ResultRow`);
 - `samples/<method>/<task>/seed<k>.jsonl`: one row per evaluated sample (fields in `SAMPLE_FIELDS`);
-- `config.yaml`: the sweep config used; `meta.json`: `SweepMeta`.
+- `config.yaml`: the sweep config used; `meta.json`: `SweepMeta`;
+- `judge.json`, after a judge run: the judge configs run on it (`judge.JUDGE_FILE`).
 
 Everything under `tables/`, `plots/` and `report.md` is rendered from these files alone, so a report can be rebuilt
 (or two sweeps compared) without any model.

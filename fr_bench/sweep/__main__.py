@@ -6,7 +6,6 @@ tables and plots under reports/<name>/.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
@@ -32,12 +31,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--force-train", action="store_true", help="also rebuild the artifacts the selected cells need")
     p.add_argument("--no-report", action="store_true", help="skip rendering tables and plots")
     p.add_argument("--out", help="report folder (default: <reports_dir>/<name>)")
+    logs.add_verbose_flag(p)
     return p.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logs.configure(logging.INFO)
+    logs.configure(logs.level(args.verbose))
     try:
         cfg = load_config(SweepConfig, args.config, args.overrides)
         cfg.plugins = resolve_plugins(cfg.plugins, Path(args.config).resolve().parent)

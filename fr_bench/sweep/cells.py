@@ -3,12 +3,12 @@ atomically under `$FR_BENCH_CACHE/cells/<key>/`, so a killed sweep loses at most
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..cache import atomic_dir, cache_root, is_complete
+from ..evaluation import evaluate_task
 from ..world import TaskSpec, World
 from .executor import prepare_task_process
 
@@ -79,30 +79,8 @@ def run_job(job: Job) -> list[str]:
 
 
 def _run_cell(job: Job, method: Any, tokenizer: Any, key: str, task_name: str, spec: TaskSpec) -> None:
-    import torch
-
-    from ..tasks import get_task
-
-    task = get_task(spec.task, data=spec.data, limit=spec.limit, max_new_tokens=spec.max_new_tokens)
-    rows = task.load()
-    if not rows:
-        raise ValueError(f"task '{task_name}' ({spec.task}, data={spec.data}) has no rows; "
-                         f"check tasks.{task_name}.data")
-    prompts = [task.prompt(r, tokenizer) for r in rows]
-    torch.manual_seed(job.seed)
-    start = time.perf_counter()
-    gens = method.generate(prompts, max_new_tokens=task.max_new_tokens, stop=list(task.stop_sequences))
-    wall = time.perf_counter() - start
-    results = task.score(rows, [g.text for g in gens])
-    metrics = task.aggregate(results)
-    samples = []
-    for row, gen, res in zip(rows, gens, results):
-        tokens = [tokenizer.decode([t]) for t in gen.token_ids] if gen.expert_choices is not None else None
-        samples.append({**res.to_json(), "prompt": task.user_message(row), "output": gen.text,
-                        "expert_choices": gen.expert_choices, "tokens": tokens, "cost_tokens": gen.cost_tokens})
-    result = {"method": job.method_display, "task": task_name, "domain": task.domain, "seed": job.seed,
-              "n": len(rows), "primary_metric": task.primary_metric, "primary": metrics[task.primary_metric],
-              "metrics": metrics, "cost_tokens": sum(g.cost_tokens for g in gens), "wall_s": round(wall, 3)}
+    run = evaluate_task(method, tokenizer, task_name, spec, job.seed)
+    result = {"method": job.method_display, **run.result, "seed": job.seed}
     with atomic_dir(cell_dir(key)) as tmp:
-        (tmp / "samples.jsonl").write_text("".join(json.dumps(s, default=str) + "\n" for s in samples))
+        (tmp / "samples.jsonl").write_text("".join(json.dumps(s, default=str) + "\n" for s in run.samples))
         (tmp / "result.json").write_text(json.dumps(result, indent=2, default=str))

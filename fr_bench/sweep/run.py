@@ -113,8 +113,10 @@ def make_jobs(plan: Plan, worlds: dict[int, World], cfg: SweepConfig, force: boo
 
 
 def assemble(plan: Plan, world: World, cfg: SweepConfig, out_dir: Path) -> Path:
-    """Write results.jsonl, samples/, lm-eval-style results.json, config.yaml and meta.json from finished cells."""
+    """Write results.jsonl, samples/, lm-eval-style results.json, config.yaml and meta.json from finished cells,
+    then re-attach the cached judge verdicts the folder's judge.json names (`reports.judge.attach_judged`)."""
     from .. import provenance
+    from ..reports.judge import attach_judged
     from ..reports.schema import ResultRow, SweepMeta, write_meta, write_results, write_samples
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,6 +142,8 @@ def assemble(plan: Plan, world: World, cfg: SweepConfig, out_dir: Path) -> Path:
                                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                   provenance=provenance.collect(cfg.threads),
                                   method_notes={m: e.note for m, e in cfg.methods.items() if e.note}))
+    if rows and (attached := attach_judged(out_dir)):
+        log.info("re-attached %d cached judge run(s) to %s", attached, out_dir)
     return out_dir
 
 

@@ -29,10 +29,11 @@ from torch.utils.data import Dataset
 from ..config import ConfigError
 from ..models.router import RouterModel
 from .configs import CDPOConfig, SFTConfig
-from .data import collate
+from .data import SFTDataset, collate
 from .expert_signals import ExpertSource, OnlineExpertSignals, open_frozen
 from .losses import IGNORE_INDEX, cdpo_loss, combined_logps, sequence_logps
-from .sft import LossHistory, SFTDataset, adamw_with_warmup, collate_sft, forward_logits, sft_losses
+from .harness import adamw
+from .sft import LossHistory, collate_sft, forward_logits, sft_losses
 
 FORMS = ("combined", "paper", "plain")
 
@@ -243,5 +244,5 @@ class RouterCDPO(LossHistory, L.LightningModule):
         return losses["loss"]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_with_warmup(self, self.cfg.lr, self.cfg.weight_decay, self.cfg.warmup_steps)
+        return adamw(self, self.cfg.lr, self.cfg.weight_decay, self.cfg.warmup_steps, self.cfg.max_steps)
 

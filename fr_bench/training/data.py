@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -36,19 +36,37 @@ def load_pairs(paths: Sequence[str | Path], prompt_key: str = "prompt",
     return rows
 
 
-class SFTDataset(Dataset):
-    """Pre-encoded (prompt, response) examples; a row's optional `spans` [(text, trained)] masks parts of its
-    response (`fr_bench.chat.encode_example`)."""
+class SignalRows(Protocol):
+    """Per-example expert signals aligned with a dataset's examples (`expert_signals.SignalTable`)."""
 
-    def __init__(self, rows: Sequence[dict[str, str]], tokenizer: Any, max_length: int | None = None) -> None:
-        self.examples = [encode_example(tokenizer, r["prompt"], r["response"], max_length, r.get("spans"))
-                         for r in rows]
+    def __len__(self) -> int: ...
+
+    def example(self, i: int) -> dict[str, torch.Tensor]: ...
+
+
+class SFTDataset(Dataset):
+    """The one SFT dataset: encoded (prompt, response) examples, each with its slice of the expert signals when
+    `signals` is given (router SFT) and without (plain LM training: the micro world's LMs, the fine-tuned baseline)."""
+
+    def __init__(self, examples: Sequence[dict[str, Any]], signals: SignalRows | None = None) -> None:
+        if signals is not None and len(signals) != len(examples):
+            raise ValueError(f"signal table has {len(signals)} examples, data has {len(examples)}.")
+        self.examples, self.signals = examples, signals
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[dict[str, Any]], tokenizer: Any, max_length: int | None = None) -> "SFTDataset":
+        """Rows encoded as evaluation prompts are; a row's optional `spans` [(text, trained)] masks parts of its
+        response (`fr_bench.chat.encode_example`)."""
+        return cls([encode_example(tokenizer, r["prompt"], r["response"], max_length, r.get("spans")) for r in rows])
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
-        return self.examples[i]
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = {"input_ids": self.examples[i]["input_ids"], "labels": self.examples[i]["labels"]}
+        if self.signals is not None:
+            item.update(self.signals.example(i))
+        return item
 
     def lengths(self) -> list[int]:
         return [len(e["input_ids"]) for e in self.examples]

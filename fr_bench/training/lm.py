@@ -1,13 +1,11 @@
 """Plain causal-LM fine-tuning (next-token loss on response tokens) with Lightning, for any AutoModelForCausalLM.
 
-Trains the micro world's base and experts, and the direct fine-tuning baseline. Budgets are optimizer steps, so a
-run is deterministic given its config and data; logs go to CSV (and TensorBoard when asked). Lightning is imported
-only when a run starts (it takes seconds to import), so code that merely reads these configs stays quick.
+Trains the micro world's base and experts through the training harness (`harness.fit`). Budgets are optimizer
+steps, so a run is deterministic given its config and data; logs go to CSV (and TensorBoard when asked). Lightning is
+imported only when a run starts (it takes seconds to import), so code that merely reads these configs stays quick.
 """
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from ..config import ConfigError
 from .data import LengthGroupedBatchSampler, SFTDataset, collate
+from .harness import fit, seed_everything
 
 
 @dataclass
@@ -52,14 +51,6 @@ class LMTrainConfig:
         return self
 
 
-def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier: linear from 1/warmup to 1, then cosine down to `min_ratio` at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 @dataclass
 class FitResult:
     steps: int
@@ -78,34 +69,22 @@ def fit_causal_lm(model: torch.nn.Module, tokenizer: Any, train_rows: Sequence[d
                   val_rows: Sequence[dict[str, str]], cfg: LMTrainConfig, log_dir: str | Path,
                   name: str = "lm") -> FitResult:
     """Train `model` in place on (prompt, response) rows for `cfg.max_steps` steps; CSV logs under log_dir/name."""
-    import lightning as L
-
     from .lm_module import CausalLMModule
 
     cfg.validate()
     if not train_rows:
         raise ValueError("fit_causal_lm got no training rows; check the SFT data paths.")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    train = _loader(SFTDataset(train_rows, tokenizer, cfg.max_length), cfg, pad_id, shuffle=True)
-    val = _loader(SFTDataset(val_rows, tokenizer, cfg.max_length), cfg, pad_id, shuffle=False) if val_rows else None
-    loggers: list[Any] = [L.pytorch.loggers.CSVLogger(str(log_dir), name=name, version=0)]
-    if cfg.tensorboard:
-        loggers.append(L.pytorch.loggers.TensorBoardLogger(str(log_dir), name=name, version=0))
-    L.seed_everything(cfg.seed, verbose=False)
-    module = CausalLMModule(model, cfg, partial(warmup_cosine, warmup=cfg.warmup_steps, total=cfg.max_steps,
-                                                min_ratio=cfg.min_lr_ratio))
-    trainer = L.Trainer(
-        max_steps=cfg.max_steps, max_epochs=-1, accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
-        logger=loggers, enable_checkpointing=False, enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
-        gradient_clip_val=cfg.grad_clip or None, log_every_n_steps=cfg.log_every_n_steps,
-        check_val_every_n_epoch=None, val_check_interval=cfg.val_every or cfg.max_steps,
-        limit_val_batches=cfg.limit_val_batches, num_sanity_val_steps=0, use_distributed_sampler=False,
-    )
-    start = time.perf_counter()
-    model.train()
-    trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    train = _loader(SFTDataset.from_rows(train_rows, tokenizer, cfg.max_length), cfg, pad_id, shuffle=True)
+    val = (_loader(SFTDataset.from_rows(val_rows, tokenizer, cfg.max_length), cfg, pad_id, shuffle=False)
+           if val_rows else None)
+    seed_everything(cfg.seed)
+    module = CausalLMModule(model, cfg)
+    run = fit(module, train, stage=name, log_dir=log_dir, name=name, version=0, max_steps=cfg.max_steps, val=val,
+              val_every=cfg.val_every or cfg.max_steps, limit_val_batches=cfg.limit_val_batches,
+              accelerator=cfg.accelerator, precision=cfg.precision, grad_clip=cfg.grad_clip,
+              log_every_n_steps=cfg.log_every_n_steps, progress_bar=cfg.progress_bar, tensorboard=cfg.tensorboard,
+              use_distributed_sampler=False)
     model.eval()
-    metrics = trainer.callback_metrics
-    return FitResult(steps=trainer.global_step, tokens=module.tokens_seen, seconds=time.perf_counter() - start,
-                     train_loss=float(metrics["train_loss"]),
-                     val_loss=float(metrics["val_loss"]) if "val_loss" in metrics else None)
+    return FitResult(steps=run.steps, tokens=module.tokens_seen, seconds=run.seconds,
+                     train_loss=run.metrics["train_loss"], val_loss=run.metrics.get("val_loss"))

@@ -1,24 +1,25 @@
 """The LightningModule behind `fit_causal_lm`: a causal LM trained on its own shifted cross-entropy."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
+
+from .harness import adamw
 
 if TYPE_CHECKING:
     from .lm import LMTrainConfig
 
 
 class CausalLMModule(L.LightningModule):
-    """Wraps a causal LM; the loss is the model's own shifted cross-entropy over labels != -100. `lr_lambda` maps
-    the optimizer step to the LR multiplier (the caller's schedule, so this module needs nothing from `lm`)."""
+    """Wraps a causal LM; the loss is the model's own shifted cross-entropy over labels != -100. The optimizer is the
+    harness recipe with the config's cosine decay, betas, and no weight decay on biases and norms."""
 
-    def __init__(self, model: torch.nn.Module, cfg: "LMTrainConfig", lr_lambda: Callable[[int], float]) -> None:
+    def __init__(self, model: torch.nn.Module, cfg: "LMTrainConfig") -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
-        self.lr_lambda = lr_lambda
         self.tokens_seen = 0
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -37,9 +38,5 @@ class CausalLMModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, self.lr_lambda)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw(self, cfg.lr, cfg.weight_decay, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio,
+                     (cfg.beta1, cfg.beta2), decay_vectors=False)

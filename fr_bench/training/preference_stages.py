@@ -16,9 +16,9 @@ from ..models.router import RouterModel
 from ..world import World
 from .cdpo import MixedDataset, RouterCDPO, collate_mixed, encode_pairs, precompute_pair_tables
 from .configs import CDPOConfig, FinetuneConfig, SFTConfig
-from .data import PAIRS_FILE, read_jsonl
+from .data import PAIRS_FILE, SFTDataset, read_jsonl
 from .preferences import load_preference_pairs, sample_world_pairs, single_model_engine
-from .sft import RouterSFT, SFTDataset, collate_sft, load_sft_examples
+from .sft import RouterSFT, collate_sft, load_sft_examples
 from .expert_signals import OnlineExpertSignals
 from .stages import (METRICS, TRAIN_CONFIG, build_router_pairs, device_of, expert_signals_for, fit_module,
                      loss_summary, online_signals, sft_config_of, world_dtype, world_tokenizer,

@@ -12,14 +12,15 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from ..chat import encode_example
 from ..models.router import RouterModel
 from ..world import World
 from .configs import SFTConfig
-from .data import collate, read_jsonl
-from .expert_signals import OnlineExpertSignals, SignalTable
+# SFTDataset is re-exported: fr_bench.expert_stage imports it from here
+from .data import SFTDataset, collate, read_jsonl  # noqa: F401
+from .expert_signals import OnlineExpertSignals
+from .harness import adamw
 from .losses import IGNORE_INDEX, ExpertSignal, lm_loss, routing_loss
 
 
@@ -44,24 +45,6 @@ def load_sft_examples(world: World, tokenizer: Any, max_length: int, domains: Se
     if not examples:
         raise ValueError(f"no SFT example left for domains {chosen} (max_length={max_length}); check world.sft_data.")
     return examples
-
-
-class SFTDataset(Dataset):
-    """Encoded examples with their slice of the expert-signal table (None for the plain-LM baseline)."""
-
-    def __init__(self, examples: Sequence[dict[str, Any]], signals: SignalTable | None = None) -> None:
-        if signals is not None and len(signals) != len(examples):
-            raise ValueError(f"signal table has {len(signals)} examples, data has {len(examples)}.")
-        self.examples, self.signals = examples, signals
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        item = {"input_ids": self.examples[i]["input_ids"], "labels": self.examples[i]["labels"]}
-        if self.signals is not None:
-            item.update(self.signals.example(i))
-        return item
 
 
 def collate_sft(items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -109,16 +92,6 @@ def sft_losses(logits: torch.Tensor, routing_logits: torch.Tensor | None, batch:
     return {"loss": lm + cfg.lambda_route * route, "lm_loss": lm, "route_loss": route}
 
 
-def adamw_with_warmup(module: nn.Module, lr: float, weight_decay: float, warmup_steps: int) -> dict[str, Any]:
-    """AdamW over the parameters that require grad (frozen ones are not even in the optimizer), linear warm-up."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("no trainable parameter: every parameter has requires_grad=False.")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / max(warmup_steps, 1)))
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
 class LossHistory:
     """Mixin: per-batch loss values kept on the module (metrics.json, the NaN guard's message) and logged."""
 
@@ -151,4 +124,4 @@ class RouterSFT(LossHistory, L.LightningModule):
         return losses["loss"]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_with_warmup(self, self.cfg.lr, self.cfg.weight_decay, self.cfg.warmup_steps)
+        return adamw(self, self.cfg.lr, self.cfg.weight_decay, self.cfg.warmup_steps, self.cfg.max_steps)

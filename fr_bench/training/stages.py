@@ -9,7 +9,6 @@ only cache used here is the expert-signal table, which is a pure function of the
 from __future__ import annotations
 
 import json
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,11 @@ from ..models.loading import freeze, torch_dtype
 from ..models.router import RouterModel
 from ..world import World
 from .configs import CDPOConfig, PairsConfig, SFTConfig
-from .data import PAIRS_FILE
+from .data import PAIRS_FILE, SFTDataset
 from .expert_signals import OnlineExpertSignals, load_or_compute_signals, open_frozen
-from .guards import NonFiniteLossGuard
+from .harness import fit
 from .preferences import fusionroute_engine, load_preference_pairs, sample_world_pairs
-from .sft import RouterSFT, SFTDataset, collate_sft, load_sft_examples
+from .sft import RouterSFT, collate_sft, load_sft_examples
 
 TRAIN_CONFIG = "train_config.json"
 METRICS = "metrics.json"
@@ -57,24 +56,19 @@ def world_tokenizer(world: World) -> tuple[Any, int]:
 
 
 def fit_module(module: L.LightningModule, data: Dataset, collate: Any, cfg: SFTConfig | CDPOConfig, out_dir: Path,
-         stage: str) -> float:
-    """Seeded shuffled loader, a Trainer with the NaN guard and CSV logs under out_dir/logs/<stage>; returns seconds."""
+               stage: str) -> float:
+    """A router stage's run through `harness.fit`: a seeded shuffled loader, CSV logs under out_dir/logs/<stage>;
+    returns seconds and sets `module.global_steps`."""
     if len(data) == 0:
         raise ValueError(f"stage '{stage}': the training set is empty.")
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, num_workers=0,
                         generator=torch.Generator().manual_seed(cfg.seed))
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs if cfg.epochs >= 1 else -1, max_steps=cfg.max_steps, accelerator=cfg.accelerator,
-        devices=cfg.devices, strategy=cfg.strategy, num_nodes=cfg.num_nodes, precision=cfg.precision,
-        accumulate_grad_batches=cfg.grad_accum, gradient_clip_val=cfg.grad_clip or None,
-        logger=L.pytorch.loggers.CSVLogger(str(out_dir), name="logs", version=stage),
-        callbacks=[NonFiniteLossGuard(stage)], log_every_n_steps=cfg.log_every_n_steps, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    start = time.perf_counter()
-    module.train()  # from_pretrained models come in eval mode; Lightning keeps module modes as they are
-    trainer.fit(module, loader)
-    module.global_steps = trainer.global_step
-    return time.perf_counter() - start
+    run = fit(module, loader, stage=stage, log_dir=out_dir, name="logs", version=stage, max_steps=cfg.max_steps,
+              epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+              num_nodes=cfg.num_nodes, precision=cfg.precision, grad_accum=cfg.grad_accum, grad_clip=cfg.grad_clip,
+              log_every_n_steps=cfg.log_every_n_steps)
+    module.global_steps = run.steps
+    return run.seconds
 
 
 def loss_summary(history: list[dict[str, float]], window: int = 10) -> dict[str, float]:
