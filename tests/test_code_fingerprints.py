@@ -120,3 +120,21 @@ methods:
     assert not any(label.startswith(("fusionroute/", "expert_math/")) for label in reasons)
     assert f"code changed: {plugin}: idea/gsm8k/seed0" in code_index.describe_stale(second)
     assert reasons["router_sft[seed=0]"] == "new"  # artifacts of the first plan were never built here
+
+
+def test_the_micro_world_is_keyed_by_its_code(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit to the world's training loop retrains the world (and so re-keys every cell); the world key and the
+    cached models carry `world_code`."""
+    from fr_bench.micro import build
+    from fr_bench.sweep.worlds import world_key
+
+    before = _codes(project)
+    lm = project / "fr_bench" / "training" / "lm.py"
+    lm.write_text(lm.read_text() + "\n\nLM_EDIT = 1\n")
+    assert "micro_world" in {k for k in before if before[k] != _codes(project)[k]}
+    assert build.world_code() == Fingerprinter().code(build_micro_world)
+    assert {"fr_bench/micro/build.py", "fr_bench/training/lm.py"} <= set(build.world_code())
+    cfg = load_config(SweepConfig, None, ["name=t"])
+    key = world_key(cfg.world)
+    monkeypatch.setattr(build, "world_code", lambda: {"fr_bench/training/lm.py": "edited"})
+    assert world_key(cfg.world) != key

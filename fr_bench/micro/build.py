@@ -6,6 +6,7 @@ one leaves nothing that a later build would trust. `info["built"]` names what th
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -37,13 +38,31 @@ def train_key(cfg: LMTrainConfig) -> dict[str, Any]:
     return {k: v for k, v in to_dict(cfg).items() if k not in _REPORT_ONLY}
 
 
+@functools.cache
+def world_code() -> dict[str, str]:
+    """Fingerprint of the code that builds the world (this module and the project modules it imports at the top:
+    training loop, data, tokenizer, generators): part of every model's key, so a code edit retrains the world."""
+    from ..codegraph import Fingerprinter
+
+    return Fingerprinter().code(build_micro_worlds)
+
+
+@functools.cache
+def table_code() -> dict[str, str]:
+    """Fingerprint of the code behind the specialisation table's evaluations (decode engine, methods, scorers)."""
+    from ..codegraph import Fingerprinter
+    from .evaluate import evaluate_model
+
+    return Fingerprinter().code(evaluate_model)
+
+
 def _artifact(kind: str, *parts: Any) -> tuple[Path, str]:
     key = config_hash(kind, *parts)
     return cache_root() / kind / key, key
 
 
 def build_tokenizer(cfg: MicroConfig, data_dir: Path, data_hash: str) -> tuple[Path, str, bool]:
-    path, key = _artifact("micro_tokenizer", to_dict(cfg.tokenizer), data_hash)
+    path, key = _artifact("micro_tokenizer", to_dict(cfg.tokenizer), data_hash, world_code())
     if is_complete(path):
         return path, key, False
     texts = [r["prompt"] + "\n" + r["response"]
@@ -85,7 +104,8 @@ def model_artifacts(cfg: MicroConfig, tok_key: str) -> tuple[dict[str, Path], di
     """Cache paths and hashes of the base and the experts of `cfg` (nothing is trained)."""
     paths: dict[str, Path] = {}
     keys: dict[str, str] = {}
-    paths["base"], keys["base"] = _artifact("micro_base", to_dict(cfg.model), train_key(cfg.base), tok_key)
+    paths["base"], keys["base"] = _artifact("micro_base", to_dict(cfg.model), train_key(cfg.base), tok_key,
+                                            world_code())
     for d in EXPERT_DOMAINS:
         paths[f"expert_{d}"], keys[f"expert_{d}"] = _artifact("micro_expert", d, train_key(cfg.expert_train(d)),
                                                               keys["base"], *_replay_key(cfg, d))
@@ -241,7 +261,8 @@ def specialisation_table(cfg: MicroConfig, world: World, info: dict[str, Any]) -
     table: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
     for name in MODELS:
-        path, _ = _artifact("micro_eval", info["keys"][name], info["keys"]["data"], to_dict(cfg.eval), "validation")
+        path, _ = _artifact("micro_eval", info["keys"][name], info["keys"]["data"], to_dict(cfg.eval), "validation",
+                            table_code())
         if not is_complete(path):
             with atomic_dir(path) as tmp:
                 summary = evaluate_model(val_world, name.removeprefix("expert_"), cfg.eval.batch_size, tmp)

@@ -26,7 +26,9 @@ def _micro_config(wc: WorldConfig, seed: int | None = None):
 def world_key(wc: WorldConfig, seed: int | None = None) -> str:
     """Identity of the world (of sweep seed `seed` when `world.seeded`) without building it (planning, dry runs)."""
     if wc.kind == "micro":
-        return config_hash("micro", _micro_config(wc, seed))
+        from ..micro.build import world_code
+
+        return config_hash("micro", _micro_config(wc, seed), world_code())
     if wc.kind == "checkpoints":
         _check_checkpoints(wc)
         specs = trained_expert_specs(wc, seed)
