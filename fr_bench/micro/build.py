@@ -10,7 +10,7 @@ import functools
 import json
 import logging
 import time
-from concurrent.futures import Executor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +117,10 @@ def build_models(cfgs: list[MicroConfig], data_dir: Path, tok_dir: Path, tok_key
     """Paths and hashes of the base and the experts of each config (worlds that share data and tokenizer), training
     the ones not in the cache.
 
-    With a process `pool`, every base trains on it at once, then every expert (an expert depends only on its base),
-    each with its config's torch threads; every run seeds itself, so the weights equal those of a serial build. A
-    model that fails is raised after the others of its wave finished (and were cached)."""
+    With a process `pool`, the bases train on it at once and a world's experts are submitted as soon as its base
+    exists (an expert depends only on its base), so they fill workers while other bases still train; each run has
+    its config's torch threads and seeds itself, so the weights equal those of a serial build. A model that fails
+    is raised after everything else that could train finished (and was cached)."""
     arts = [model_artifacts(cfg, tok_key) for cfg in cfgs]
     todo, seen = [], set()
     for cfg, (paths, keys) in zip(cfgs, arts):
@@ -132,15 +133,35 @@ def build_models(cfgs: list[MicroConfig], data_dir: Path, tok_dir: Path, tok_key
             _train_model(name, cfg, data_dir, tok_dir, tok_key, paths, keys)
             built.append(name)
         return arts
+
+    def submit(i: int) -> Future:
+        name, cfg, paths, keys = todo[i]
+        return pool.submit(_train_model, name, cfg, data_dir, tok_dir, tok_key, paths, keys)
+
     # the bases on the pool too: a worker that then trains an expert imports Lightning once, this process never
-    for wave in ([t for t in todo if t[0] == "base"], [t for t in todo if t[0] != "base"]):
-        futures = [(name, pool.submit(_train_model, name, cfg, data_dir, tok_dir, tok_key, paths, keys))
-                   for name, cfg, paths, keys in wave]
-        wait([f for _, f in futures])
-        for name, fut in futures:
+    waiting: dict[Path, list[int]] = {}     # a base's folder -> the experts to submit once it exists
+    running: dict[Future, int] = {}
+    for i, (name, _, paths, _) in enumerate(todo):
+        if name == "base" or is_complete(paths["base"]):
+            running[submit(i)] = i
+        else:
+            waiting.setdefault(paths["base"], []).append(i)
+    finished, failures = set(), []
+    while running:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in done:
+            i = running.pop(fut)
+            name, _, paths, _ = todo[i]
             if (exc := fut.exception()) is not None:
-                raise RuntimeError(f"micro world: training {name} failed: {type(exc).__name__}: {exc}") from exc
-            built.append(name)
+                failures.append((name, exc))
+                continue
+            finished.add(i)
+            for j in waiting.pop(paths[name], []) if name == "base" else []:
+                running[submit(j)] = j
+    built += [todo[i][0] for i in sorted(finished)]
+    if failures:
+        name, exc = failures[0]
+        raise RuntimeError(f"micro world: training {name} failed: {type(exc).__name__}: {exc}") from exc
     return arts
 
 
