@@ -7,10 +7,16 @@ different weights from the same config and seeds; a world whose training converg
 Each build runs `python -m fr_bench.micro build CONFIG --json` in a subprocess with its kernel set and its own
 cache (`$FR_BENCH_CACHE/world_stability/<set>`, so a rerun is warm), and reports the validation table.
 
+With `--seeds` (default: the sweep's world seeds, 0 1 2) each kernel set builds one world per seed (the sweep's
+`world.seeded` worlds: training seeds offset, same data), and the compared table is the seed mean, the number the
+report prints. Each difference is also set against the report's interval: the 95 % t-interval half-width of the
+first kernel set's seed mean (`inside_intervals`: how many differences lie within it).
+
 Prints the per-model, per-domain differences (points, second set minus first); last line one JSON object with
-`max_abs_diff_points` and `diffs` ({model: {domain: points}}), plus both tables. Goal: every |diff| <= 3. Run:
-  .venv/bin/python benchmarks/world_stability.py                              # experiments/micro.yaml
-  .venv/bin/python benchmarks/world_stability.py --config experiments/micro_tiny.yaml
+`max_abs_diff_points` and `diffs` ({model: {domain: points}}) of the seed means, `per_seed_max_abs_diff_points`,
+`ci_halfwidth_points`, `inside_intervals`, plus every table. Goal: every |diff| <= 3 and inside the interval. Run:
+  .venv/bin/python benchmarks/world_stability.py --workers 2                  # experiments/micro.yaml, seeds 0 1 2
+  .venv/bin/python benchmarks/world_stability.py --config experiments/micro_tiny.yaml --seeds 0
 """
 from __future__ import annotations
 
@@ -27,10 +33,11 @@ KERNEL_SETS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"},
                "default": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}}
 
 
-def build(config: str, overrides: list[str], cache: Path, kernels: dict[str, str]) -> tuple[dict, float]:
+def build(config: str, overrides: list[str], seeds: list[int], workers: int, cache: Path,
+          kernels: dict[str, str]) -> tuple[dict, float]:
     env = {**os.environ, **kernels, "FR_BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "fr_bench.micro", "build", config, *overrides, "base.progress_bar=false",
-           "expert.progress_bar=false", "--json"]
+           "expert.progress_bar=false", "--json", "--workers", str(workers), "--seeds", *map(str, seeds)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -38,27 +45,49 @@ def build(config: str, overrides: list[str], cache: Path, kernels: dict[str, str
     return json.loads(proc.stdout.strip().splitlines()[-1]), time.perf_counter() - start
 
 
+def halfwidths(per_seed: dict[str, dict]) -> dict[str, dict[str, float | None]]:
+    """95 % t-interval half-width (points) of each seed mean; None with one seed."""
+    from fr_bench.reports.stats import t_interval
+
+    tables = list(per_seed.values())
+    if len(tables) < 2:
+        return {m: {d: None for d in row} for m, row in tables[0].items()}
+    return {m: {d: round(100 * (t_interval([t[m][d] for t in tables]).high - sum(t[m][d] for t in tables)
+                                / len(tables)), 1) for d in row} for m, row in tables[0].items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/micro.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="world seeds (the sweep's)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of each build")
     parser.add_argument("overrides", nargs="*", help="key=value overrides passed to both builds")
     args = parser.parse_args()
     root = Path(os.environ.get("FR_BENCH_CACHE", Path.home() / ".cache" / "fr_bench")) / "world_stability"
-    tables, seconds = {}, {}
+    outs, seconds = {}, {}
     for name, kernels in KERNEL_SETS.items():
-        out, seconds[name] = build(args.config, args.overrides, root / name, kernels)
-        tables[name] = out["accuracy"]
-    first, second = (tables[n] for n in KERNEL_SETS)
+        outs[name], seconds[name] = build(args.config, args.overrides, args.seeds, args.workers, root / name, kernels)
+    first, second = (outs[n]["accuracy"] for n in KERNEL_SETS)
     diffs = {m: {d: round(100 * (second[m][d] - first[m][d]), 1) for d in first[m]} for m in first}
+    per_seed = [abs(100 * (outs["default"]["per_seed"][s][m][d] - outs["avx2"]["per_seed"][s][m][d]))
+                for s in outs["avx2"]["per_seed"] for m in first for d in first[m]]
+    half = halfwidths(outs[next(iter(KERNEL_SETS))]["per_seed"])
+    inside = [abs(diffs[m][d]) <= half[m][d] for m in diffs for d in diffs[m] if half[m][d] is not None]
     domains = list(next(iter(diffs.values())))
-    print(f"validation accuracy, {' minus '.join(reversed(list(KERNEL_SETS)))} (points)")
-    print(f"{'model':<13}" + "".join(f"{d:>9}" for d in domains))
+    print(f"validation accuracy, mean over seeds {args.seeds}, {' minus '.join(reversed(list(KERNEL_SETS)))} "
+          "(points; in brackets the 95 % half-width of the first set's seed mean)")
+    print(f"{'model':<13}" + "".join(f"{d:>16}" for d in domains))
     for m, row in diffs.items():
-        print(f"{m:<13}" + "".join(f"{row[d]:>+9.1f}" for d in domains))
+        print(f"{m:<13}" + "".join(f"{row[d]:>+9.1f} [{half[m][d] if half[m][d] is not None else '-':>4}]"
+                                   for d in domains))
     worst = max(abs(v) for row in diffs.values() for v in row.values())
-    print(json.dumps({"max_abs_diff_points": worst, "diffs": diffs, "tables": tables,
+    print(json.dumps({"max_abs_diff_points": worst, "diffs": diffs,
+                      "per_seed_max_abs_diff_points": round(max(per_seed), 1), "ci_halfwidth_points": half,
+                      "inside_intervals": f"{sum(inside)}/{len(inside)}" if inside else None,
+                      "tables": {n: o["accuracy"] for n, o in outs.items()},
+                      "per_seed": {n: o["per_seed"] for n, o in outs.items()},
                       "build_s": {k: round(v, 1) for k, v in seconds.items()}, "kernel_sets": KERNEL_SETS,
-                      "config": args.config, "overrides": args.overrides}))
+                      "seeds": args.seeds, "config": args.config, "overrides": args.overrides}))
 
 
 if __name__ == "__main__":

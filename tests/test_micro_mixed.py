@@ -150,6 +150,11 @@ def test_micro_mixed_benchmark_prints_both_oracles() -> None:
 
 @pytest.mark.slow
 def test_world_stability_prints_the_differences() -> None:
-    result = _last_json("world_stability.py", "--config", "experiments/micro_tiny.yaml")
+    result = _last_json("world_stability.py", "--config", "experiments/micro_tiny.yaml", "--seeds", "0", "1")
     assert set(result["diffs"]) == {"base", "expert_math", "expert_code", "expert_if"}
     assert result["max_abs_diff_points"] == max(abs(v) for row in result["diffs"].values() for v in row.values())
+    avx2, generic = (result["per_seed"][k] for k in ("avx2", "default"))
+    assert set(avx2) == set(generic) == {"0", "1"}            # one world per seed under each kernel set
+    mean = {m: {d: (avx2["0"][m][d] + avx2["1"][m][d]) / 2 for d in row} for m, row in avx2["0"].items()}
+    assert result["tables"]["avx2"] == mean                    # the compared table is the seed mean
+    assert result["inside_intervals"].endswith(f"/{sum(len(r) for r in result['diffs'].values())}")
