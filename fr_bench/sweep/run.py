@@ -69,11 +69,16 @@ def execute(plan: Plan, worlds: dict[int, World], cfg: SweepConfig, executor: Ex
         tasks.append(Task(f"cells {job.method_display}/seed{job.seed}", f"job{i}", deps, run_job, (job,),
                           cfg.executor.num_cpus_per_cell, cfg.executor.num_gpus_per_cell))
     total = sum(len(job.cells) for job, _ in jobs)
-    bar = tqdm(total=total, desc="cells", unit="cell", disable=not progress or total == 0)
+    # one bar for the artifacts and one for the cells, each with tqdm's rate and ETA
+    art_bar = tqdm(total=built, desc="artifacts", unit="artifact", disable=not progress or built == 0, position=0)
+    bar = tqdm(total=total, desc="cells", unit="cell", disable=not progress or total == 0, position=1)
     with contextlib.nullcontext(executor) if executor is not None else open_executor(cfg.executor, cfg.threads, tuple(cfg.plugins)) as ex:
         for task, result in run_tasks(ex, longest_chains_first(tasks)):
             if task.fn is run_job:
                 bar.update(len(result))
+            else:
+                art_bar.update(1)
+    art_bar.close()
     bar.close()
     return built, total
 
