@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.configure(logs.level(args.verbose))
     try:
-        cfg = load_config(MicroConfig, args.config, args.overrides).validate()
+        # Lightning's bars write to stdout: off with --json, so its one line is the whole of stdout
+        quiet = ["base.progress_bar=false", "expert.progress_bar=false"] if args.json else []
+        cfg = load_config(MicroConfig, args.config, [*args.overrides, *quiet]).validate()
         if args.workers < 1:
             raise ConfigError(f"--workers {args.workers}: must be >= 1 (1 = train in this process).")
     except ConfigError as exc:
