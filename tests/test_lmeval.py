@@ -176,7 +176,7 @@ def test_exported_micro_tasks_score_in_lm_eval_as_in_the_sweep(sweep, tmp_path, 
     assert sweep_main([str(sweep), "--only", "sft_only_sampled", "--no-report", "--out", str(report)]) == 0
     assert export_tasks_main([str(tmp_path / "tasks"), "--sweep", str(sweep)]) == 0
     names = sorted(p.stem for p in (tmp_path / "tasks").glob("*.yaml"))
-    assert names == ["micro_code", "micro_general", "micro_if", "micro_math"]
+    assert names == ["micro_code", "micro_general", "micro_if", "micro_math", "micro_mixed"]
     res = evaluate(sweep, "sft_only_sampled", names, include_path=tmp_path / "tasks", apply_chat_template=True,
                    batch_size=8, gen_kwargs="do_sample=true,temperature=1.0", confirm_run_unsafe_code=True,
                    log_samples=True)

@@ -84,7 +84,7 @@ def test_policy_from_a_file_outside_the_repo_runs_on_two_workers(tmp_path):
     os.environ["FR_BENCH_CACHE"] = str(tmp_path / "cache")
     assert sweep_main([str(cfg), "--out", str(tmp_path / "out"), "--no-report"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
-    assert {r["method"] for r in rows} == {"lowest_entropy"} and len(rows) == 4     # the four micro tasks
+    assert {r["method"] for r in rows} == {"lowest_entropy"} and len(rows) == 5     # the five micro tasks
     samples = [json.loads(line) for f in (tmp_path / "out" / "samples").rglob("*.jsonl")
                for line in f.read_text().splitlines()]
     assert samples and all(s["expert_choices"] is not None for s in samples)        # routed by the plug-in policy
