@@ -240,7 +240,8 @@ def build_micro_world(cfg: MicroConfig, pool: Executor | None = None) -> tuple[W
 
 def build_micro_worlds(cfgs: list[MicroConfig], pool: Executor | None = None) -> list[tuple[World, dict[str, Any]]]:
     """`build_micro_world` for several configs that differ only in training (`MicroConfig.for_seed`): one data set
-    and tokenizer, and every model that is missing trained in two waves on the pool (all bases, then all experts)."""
+    and tokenizer, and every missing model trained on the pool (`build_models`: the bases at once, each world's experts
+    as soon as its base exists)."""
     for cfg in cfgs:
         cfg.validate()
     first = cfgs[0]

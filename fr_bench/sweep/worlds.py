@@ -138,7 +138,7 @@ def planned_tasks(cfg: SweepConfig) -> dict[str, TaskSpec]:
 def resolve_worlds(cfg: SweepConfig, pool: Executor | None = None) -> dict[int, World]:
     """The world of each sweep seed, built (or loaded from the cache) with their task data paths filled in; the same
     World for every seed unless `world.seeded`. A micro world trains its models on `pool` (the local executor's
-    worker processes) when given: every seed's base at once, then every expert."""
+    worker processes) when given: every seed's base at once, each world's experts as soon as its base exists."""
     wc = cfg.world
     seeds = list(cfg.seeds) if wc.seeded else [cfg.seeds[0]]
     if wc.kind == "micro":
