@@ -95,3 +95,86 @@ def test_auto_mode_and_validation():
     assert not SFTConfig(expert_signals="cache").signals_online(128256)
     with pytest.raises(ConfigError, match="expert_signals"):
         SFTConfig(expert_signals="disk").validate()
+
+
+def _tiny_lm(kind: str) -> torch.nn.Module:
+    """Random tiny CausalLMs: Llama, Gemma-2 with a final-logit softcap that bites (cap 2) and a sliding window
+    shorter than the batch, and Cohere (logits times `logit_scale`)."""
+    from transformers import (CohereConfig, CohereForCausalLM, Gemma2Config, Gemma2ForCausalLM, LlamaConfig,
+                              LlamaForCausalLM)
+
+    torch.manual_seed(0)
+    shape = dict(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=64, initializer_range=1.0)
+    if kind == "llama":
+        return LlamaForCausalLM(LlamaConfig(**shape)).eval()
+    if kind == "gemma2":
+        shape["initializer_range"] = 0.3                               # logits around the cap, not all saturated
+        return Gemma2ForCausalLM(Gemma2Config(**shape, head_dim=8, final_logit_softcapping=2.0, sliding_window=4,
+                                              attn_implementation="eager")).eval()
+    return CohereForCausalLM(CohereConfig(**shape, logit_scale=0.5)).eval()
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids [3, 12], mask, and a shifted response mask [3, 11] (prompts of 3-5 tokens, padding False)."""
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 40, (3, 12), generator=g)
+    lengths, prompts = [12, 9, 7], [3, 5, 4]
+    mask = (torch.arange(12)[None] < torch.tensor(lengths)[:, None]).long()
+    pos = torch.arange(11)[None]
+    response = (pos >= torch.tensor(prompts)[:, None] - 1) & (pos < torch.tensor(lengths)[:, None] - 1)
+    return ids.masked_fill(mask == 0, 0), mask, response
+
+
+def _head_rows(model: torch.nn.Module) -> list[tuple[int, ...]]:
+    seen: list[tuple[int, ...]] = []
+    model.get_output_embeddings().register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
+    return seen
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+@pytest.mark.parametrize("kind", ["llama", "gemma2"])
+@torch.no_grad()
+def test_response_logits_equal_the_full_forward_at_response_positions(kind, bf16):
+    model = _tiny_lm(kind)
+    ids, mask, response = _batch()
+    seen = _head_rows(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):    # as the SFT step calls the experts
+        full = model(input_ids=ids, attention_mask=mask).logits[:, :-1][response]
+        got = es.response_logits(model, ids, mask, response)
+    assert seen == [(3, 12, 32), (int(response.sum()), 32)]            # the fast path: head on response rows only
+    assert got.dtype == full.dtype and got.shape == full.shape == (int(response.sum()), 40)
+    if kind == "gemma2":                                                # the softcap is in play
+        model.config.final_logit_softcapping = None
+        raw = model(input_ids=ids, attention_mask=mask).logits[:, :-1][response]
+        assert full.abs().max() <= 2.0 < raw.abs().max()
+    assert torch.allclose(got.float(), full.float(), rtol=1e-6, atol=1e-6)
+
+
+def test_response_logits_take_the_full_forward_for_other_logit_heads():
+    ids, mask, response = _batch()
+    cohere = _tiny_lm("cohere")                                         # logits * logit_scale after the head
+    seen = _head_rows(cohere)
+    with torch.no_grad():
+        got = es.response_logits(cohere, ids, mask, response)
+        full = cohere(input_ids=ids, attention_mask=mask).logits[:, :-1][response]
+    assert seen == [(3, 12, 32)] * 2 and torch.equal(got, full)
+
+    llama = _tiny_lm("llama")
+    llama.config.logits_scaling = 4.0                                   # a scale attribute on a listed type
+    assert _calls_full_forward(llama)
+
+    class Scaled(type(llama)):                                          # a subclass may change forward
+        pass
+
+    llama.config.logits_scaling = None
+    llama.__class__ = Scaled
+    assert _calls_full_forward(llama)
+
+
+def _calls_full_forward(model: torch.nn.Module) -> bool:
+    ids, mask, response = _batch()
+    seen = _head_rows(model)
+    with torch.no_grad():
+        es.response_logits(model, ids, mask, response)
+    return seen == [(3, 12, 32)]

@@ -109,9 +109,52 @@ def open_frozen(source: ExpertSource, device: torch.device, dtype: torch.dtype |
     return model.to(device)
 
 
+# CausalLM types whose forward is `lm_head(model(...).last_hidden_state)`, Gemma-2 then softcapping the logits
+# (checked against transformers 5.23's modeling files); any other type takes the full forward.
+HEAD_ONLY_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "olmo2", "smollm3"})
+LOGIT_SCALES = ("logit_scale", "logits_scaling", "output_multiplier_scale", "lm_head_multiplier")
+
+
+def response_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    response: torch.Tensor) -> torch.Tensor:
+    """Next-token logits [R, V] at the True positions of `response` [B, T-1] (shifted: position t predicts token
+    t+1), row-major, i.e. `model(...).logits[:, :-1][response]`.
+
+    The output head is the one per-position cost that grows with the vocabulary (49k columns for SmolLM2, 128k for
+    Llama-3), so it is applied only to the selected positions: the backbone (`get_decoder()`, final norm included)
+    runs on the whole batch, then the head and Gemma-2's `final_logit_softcapping`. That equals the full forward
+    only for CausalLMs whose logits are exactly head(last hidden state) [+ that softcap]; models that scale logits
+    otherwise (`logit_scale`, `logits_scaling`, ...), any other model type, classes from outside transformers (a
+    subclass may change forward) and modules without a decoder or output embeddings take the full forward and
+    select afterwards.
+    """
+    config = getattr(model, "config", None)
+    head_only = (getattr(config, "model_type", None) in HEAD_ONLY_TYPES
+                 and type(model).__module__.startswith("transformers.") and hasattr(model, "get_decoder")
+                 and hasattr(model, "get_output_embeddings")
+                 and not any(getattr(config, name, None) is not None for name in LOGIT_SCALES))
+    head = model.get_output_embeddings() if head_only else None
+    if head is None:
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][response]
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    logits = head(hidden.last_hidden_state[:, :-1][response])
+    cap = getattr(config, "final_logit_softcapping", None)
+    if cap is not None:                                  # as Gemma2ForCausalLM.forward does it, op for op
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
 @torch.no_grad()
-def _expert_logps(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
+def _expert_logps(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+    """fp32 log-probs [P, V] at the True positions of `select` [B, T-1]."""
+    return response_logits(model, ids, mask, select).float().log_softmax(-1)
+
+
+def _scatter(values: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+    """[P, ...] rows at the True positions of `select` [B, T-1], zeros elsewhere."""
+    out = values.new_zeros(*select.shape, *values.shape[1:])
+    out[select] = values
+    return out
 
 
 def _candidates(topk_ids: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,13 +188,14 @@ def compute_expert_signals(experts: Sequence[ExpertSource], examples: Sequence[d
     for e, source in enumerate(experts):
         model = open_frozen(source, device, dtype)
         for idx, ids, mask, labels in _batches(examples, batch_size, pad_id, device):
-            logp = _expert_logps(model, ids, mask)
-            gold = logp.gather(-1, labels.clamp_min(0)[..., None]).squeeze(-1)
-            best = logp.argmax(-1)
+            resp = labels != IGNORE_INDEX                                  # only these rows are ever read
+            logp = _expert_logps(model, ids, mask, resp)                   # [R, V]
+            gold = _scatter(logp.gather(-1, labels[resp][:, None]).squeeze(-1), resp)
+            best = _scatter(logp.argmax(-1), resp)
             if topk_ids is not None and topk > logp.shape[-1]:
                 raise ValueError(f"route_vocab_topk = {topk} exceeds the vocabulary ({logp.shape[-1]}); use 0 (full "
                                  "vocabulary) or a smaller k.")
-            top = logp.topk(topk, dim=-1).indices if topk_ids is not None else None
+            top = _scatter(logp.topk(topk, dim=-1).indices, resp) if topk_ids is not None else None
             for row, sl in enumerate(rows(idx)):
                 s = sl.stop - sl.start
                 gold_logps[sl, e] = gold[row, :s].cpu()
@@ -186,23 +230,23 @@ def _add_vocab_table(table: SignalTable, experts: Sequence[ExpertSource], exampl
         model = open_frozen(source, device, dtype)
         cursor = 0
         for idx, b_ids, mask, labels in _batches(examples, batch_size, pad_id, device):
-            logp = _expert_logps(model, b_ids, mask)
-            if vocab_logps is None:
-                vocab_size = logp.shape[-1]
-                k = vocab_size if ids is None else ids.shape[1]
-                vocab_logps = torch.zeros(len(inf_pos), len(experts), k, dtype=torch.float16)
+            select = torch.zeros(labels.shape, dtype=torch.bool)           # the batch's informative positions
             for row, i in enumerate(idx):
                 a, b = int(table.offsets[i]), int(table.offsets[i + 1])
-                local = table.informative[a:b].nonzero().squeeze(-1)
+                select[row, :b - a] = table.informative[a:b]
                 if e == 0:
-                    counts[i] = len(local)
-                if len(local) == 0:
-                    continue
-                here = logp[row, local.to(device)]                         # [p, V]
-                if ids is not None:
-                    here = here.gather(-1, ids[cursor:cursor + len(local)].clamp_min(0).to(device))
-                vocab_logps[cursor:cursor + len(local), e] = here.half().cpu()
-                cursor += len(local)
+                    counts[i] = int(select[row].sum())
+            if vocab_logps is not None and not select.any():
+                continue
+            here = _expert_logps(model, b_ids, mask, select.to(device))   # [p, V], rows in example order
+            if vocab_logps is None:
+                vocab_size = here.shape[-1]
+                k = vocab_size if ids is None else ids.shape[1]
+                vocab_logps = torch.zeros(len(inf_pos), len(experts), k, dtype=torch.float16)
+            if ids is not None:
+                here = here.gather(-1, ids[cursor:cursor + len(here)].clamp_min(0).to(device))
+            vocab_logps[cursor:cursor + len(here), e] = here.half().cpu()
+            cursor += len(here)
         if model is not source:
             del model
     if vocab_logps is None:  # empty dataset
@@ -220,8 +264,9 @@ class OnlineExpertSignals(nn.Module):
 
     The experts are frozen (requires_grad False, never in the optimizer), always in eval mode (`train()` is a
     no-op) and run under no_grad in the dtype they were loaded in; being submodules, they follow the LightningModule
-    to its device. Per expert only the response positions' logits are kept (in the model's dtype) until the
-    informative mask is known; the log-softmax is taken in fp32, as the cached pass does.
+    to its device. Per expert the output head runs on the response positions only (`response_logits`), whose
+    logits are kept (in the model's dtype) until the informative mask is known; the log-softmax is taken in fp32,
+    as the cached pass does.
     """
 
     def __init__(self, experts: Sequence[nn.Module], vocab: bool, topk: int = 0) -> None:
@@ -242,7 +287,7 @@ class OnlineExpertSignals(nn.Module):
         gold_ids = shifted[response]                                          # [R]
         rows, norms, gold, greedy = [], [], [], []
         for model in self.experts:
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][response]   # [R, V]
+            logits = response_logits(model, input_ids, attention_mask, response)                         # [R, V]
             norm = logits.float().logsumexp(-1)
             rows.append(logits)
             norms.append(norm)
