@@ -8,7 +8,9 @@ informative positions). The expert forward passes that build the signal cache ru
 of a step, so the cached table is synthesised here with the right shapes: a fraction `--informative-rate` of the
 response positions is informative (the experts disagree). With online signals (`--signals online`, or `auto` at a
 vocabulary above 8192, e.g. `--shape smollm2`) there is no table: the router step also runs the three frozen experts
-(random, the router's size) forward under no_grad on the batch, as `SFTConfig.expert_signals: online` trains; the
+(random, the router's size) forward under no_grad on the batch, as `SFTConfig.expert_signals: online` trains. The
+experts are held in `--expert-dtype`: by default bf16 under `--precision bf16`, as a bf16 world (`world.dtype:
+bfloat16`, e.g. experiments/smollm2_cpu.yaml) loads them, so autocast does not re-cast their weights every step; the
 forward-only floor is then about 2.0 (three expert forwards ~ one forward + backward). Repeats are interleaved
 (router, plain, router, ...) and the ratio of medians is reported, so load from other processes hits both alike.
 Random weights, no download.
@@ -118,6 +120,8 @@ def main() -> None:
     ap.add_argument("--shape", choices=sorted(SHAPES), default="micro")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast (fp32 weights)")
+    ap.add_argument("--expert-dtype", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="online experts' weights (auto = bf16 under --precision bf16, as a bf16 world loads them)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--prompt-len", type=int, default=64)
     ap.add_argument("--response-len", type=int, default=192)
@@ -138,7 +142,9 @@ def main() -> None:
     plain_items = [SFTDataset(examples)[i] for i in range(len(examples))]
     online = None
     if cfg.signals_online(vocab):
-        experts = [random_lm(args.shape, 1 + i, args.device) for i in range(N_EXPERTS)]
+        expert_dtype = args.precision if args.expert_dtype == "auto" else args.expert_dtype
+        dtype = torch.bfloat16 if expert_dtype == "bf16" else torch.float32
+        experts = [random_lm(args.shape, 1 + i, args.device).to(dtype) for i in range(N_EXPERTS)]
         online = OnlineExpertSignals(experts, vocab=cfg.needs_vocab_signal, topk=args.topk)
         signals, router_items = None, plain_items
     else:
@@ -163,6 +169,7 @@ def main() -> None:
         "shape": args.shape, "device": args.device, "precision": args.precision, "batch_size": args.batch_size,
         "tokens_per_row": args.prompt_len + args.response_len, "route_loss": args.route_loss, "topk": args.topk,
         "expert_signals": "online" if online is not None else "cache",
+        "expert_dtype": None if online is None else str(next(online.parameters()).dtype).removeprefix("torch."),
         "informative_positions": None if signals is None else int(signals.informative.sum()),
         "vocab_table_mb_per_batch": 0.0 if signals is None else round(signals.stats()["vocab_table_mb"], 2),
         "repeats": args.repeats,
