@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fr_bench.cache import is_complete
-from fr_bench.config import load_config
+from fr_bench.config import ConfigError, load_config
 from fr_bench.micro.build import MODELS, build_micro_world, specialisation_table
 from fr_bench.micro.generators import DOMAINS
 from fr_bench.micro.config import MicroConfig
@@ -103,6 +103,19 @@ def test_changed_config_rebuilds_only_what_depends_on_it(first_build, in_cache: 
     assert world2.experts["code"] != world.experts["code"]
     _, info3 = build_micro_world(load_config(MicroConfig, TINY, ["base.lr=0.002"]))
     assert info3["built"] == ["base", "expert_math", "expert_code", "expert_if"]  # data and tokenizer reused
+
+
+def test_base_domains_choose_the_bases_data(first_build, in_cache: Path) -> None:
+    """base_domains=[math, code, if, general]: a new base (and experts) trained on those domains' rows only."""
+    world, _ = first_build
+    world2, info2 = build_micro_world(load_config(MicroConfig, TINY, ["base_domains=[math,code,if,general]"]))
+    assert info2["built"] == ["base", "expert_math", "expert_code", "expert_if"]
+    before = json.loads((Path(world.base) / "train_info.json").read_text())
+    after = json.loads((Path(world2.base) / "train_info.json").read_text())
+    assert before["domains"] == list(DOMAINS) and after["domains"] == ["math", "code", "if", "general"]
+    assert after["train_rows"] == before["train_rows"] * 4 // 5
+    with pytest.raises(ConfigError, match="base_domains"):
+        load_config(MicroConfig, TINY, ["base_domains=[math,poetry]"]).validate()
 
 
 def test_interrupted_build_leaves_nothing(first_build, in_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""Build the micro world: data -> tokenizer -> base (all four domains) -> one expert per expert domain -> table.
+"""Build the micro world: data -> tokenizer -> base (`base_domains`) -> one expert per expert domain -> table.
 
 Each artifact lives under `$FR_BENCH_CACHE/<kind>/<hash>/`, the hash covering its own config and the hash of the
 artifact it starts from, and is written through `atomic_dir`, so a second build reuses everything and an interrupted
@@ -105,7 +105,7 @@ def model_artifacts(cfg: MicroConfig, tok_key: str) -> tuple[dict[str, Path], di
     paths: dict[str, Path] = {}
     keys: dict[str, str] = {}
     paths["base"], keys["base"] = _artifact("micro_base", to_dict(cfg.model), train_key(cfg.base), tok_key,
-                                            world_code())
+                                            cfg.base_domains, world_code())
     for d in EXPERT_DOMAINS:
         paths[f"expert_{d}"], keys[f"expert_{d}"] = _artifact("micro_expert", d, train_key(cfg.expert_train(d)),
                                                               keys["base"], *_replay_key(cfg, d))
@@ -198,7 +198,7 @@ def _train_model(name: str, cfg: MicroConfig, data_dir: Path, tok_dir: Path, tok
         torch.set_num_threads(cfg.threads)
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     if name == "base":
-        model, domains, meta = new_model(cfg, tokenizer), list(DOMAINS), {"tokenizer": tok_key}
+        model, domains, meta = new_model(cfg, tokenizer), list(cfg.base_domains), {"tokenizer": tok_key}
         train_cfg = cfg.base
     else:
         domain = name.removeprefix("expert_")
