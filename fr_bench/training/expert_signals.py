@@ -257,6 +257,11 @@ def _add_vocab_table(table: SignalTable, experts: Sequence[ExpertSource], exampl
     table.vocab_offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
 
 
+# Rows per fp32 copy when normalising [R, V] logits: a few MB at a time instead of one [R, V] fp32 temporary (150 MB
+# for SmolLM2 at R = 768), which the CPU allocator maps and zeroes afresh on every step.
+_ROWS_PER_CHUNK = 64
+
+
 class OnlineExpertSignals(nn.Module):
     """The signals of `compute_expert_signals`, computed per training batch from experts held in memory instead of
     read from the on-disk table (`SFTConfig.expert_signals: online`): exact full-vocabulary paper_logmix at any
@@ -288,7 +293,7 @@ class OnlineExpertSignals(nn.Module):
         rows, norms, gold, greedy = [], [], [], []
         for model in self.experts:
             logits = response_logits(model, input_ids, attention_mask, response)                         # [R, V]
-            norm = logits.float().logsumexp(-1)
+            norm = torch.cat([c.float().logsumexp(-1) for c in logits.split(_ROWS_PER_CHUNK)])
             rows.append(logits)
             norms.append(norm)
             gold.append(logits.gather(-1, gold_ids[:, None]).squeeze(-1).float() - norm)
@@ -301,7 +306,9 @@ class OnlineExpertSignals(nn.Module):
         gold_logps[response] = torch.stack(gold, -1)
         out = {"gold_logps": gold_logps, "informative": informative}
         if self.vocab:
-            vocab = torch.stack([r[informative_r].float() - n[informative_r, None] for r, n in zip(rows, norms)], 1)
+            vocab = rows[0].new_empty(int(informative_r.sum()), len(rows), rows[0].shape[-1], dtype=torch.float32)
+            for i, (r, n) in enumerate(zip(rows, norms)):                     # in place: no [P, V] fp32 temporaries
+                vocab[:, i].copy_(r[informative_r]).sub_(n[informative_r, None])
             target = gold_ids[informative_r]
             if self.topk:
                 if self.topk > vocab.shape[-1]:
