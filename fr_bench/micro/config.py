@@ -61,8 +61,8 @@ class MicroConfig:
     # expert.max_steps gets exactly that. The base's batch 16 and 100 warm-up steps leave the early plateau at the
     # same point on every seed and kernel set (docs/micro_world.md); the experts' batch 8 learns more per token.
     base: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(max_steps=1000, batch_size=16, warmup_steps=100))
-    # The domains the base trains on. Without "mixed" no single model has seen a whole mixed response: the base
-    # cannot solve micro_mixed alone, and only the experts' segments (expert_mixed_segments) teach its parts.
+    # The domains the base trains on (default all; experiments/micro.yaml leaves out "mixed", so that no single model
+    # sees a whole mixed response and only the experts' segments, expert_mixed_segments, teach its parts).
     base_domains: list[str] = field(default_factory=lambda: list(DOMAINS))
     expert: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(max_steps=900, batch_size=8, warmup_steps=30))
     expert_steps: dict[str, int] = field(default_factory=dict)  # per-domain override of expert.max_steps
