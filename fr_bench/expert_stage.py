@@ -32,6 +32,7 @@ import hashlib
 import json
 import random
 import re
+from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -332,10 +333,32 @@ def expert_key(spec: ExpertSpec) -> dict[str, Any]:
             "source": _file_digest(spec.source), "data_file": _file_digest(spec.data)}
 
 
+def expert_folder(spec: ExpertSpec) -> Path:
+    """Where the trained expert is cached (it may not be built yet)."""
+    return artifact_dir("trained_expert", expert_key(spec))
+
+
 def build_expert(spec: ExpertSpec) -> Path:
     """The trained expert's checkpoint folder, from the cache or built now (atomically)."""
-    folder = artifact_dir("trained_expert", expert_key(spec))
+    folder = expert_folder(spec)
     if not is_complete(folder):
         with atomic_dir(folder) as tmp:
             train_expert(spec, tmp)
     return folder
+
+
+def build_experts(specs: dict[str, ExpertSpec], pool: Executor | None = None) -> dict[str, Path]:
+    """`build_expert` of each labelled spec; with a process pool (`fr_bench.parallel.WorkerPool`) the missing ones
+    train at once, one per worker. Each training seeds itself and runs with its worker's torch threads, so the weights
+    are those of a serial build. A failure is raised, naming its label, after every other expert finished (and was
+    cached). Specs with one key (the same expert under two labels) train once."""
+    if pool is None:
+        return {label: build_expert(spec) for label, spec in specs.items()}
+    folders = {label: expert_folder(spec) for label, spec in specs.items()}
+    todo = {folders[label]: (label, spec) for label, spec in specs.items() if not is_complete(folders[label])}
+    futures = {pool.submit(build_expert, spec): label for label, spec in todo.values()}
+    failures = [(futures[f], f.exception()) for f in as_completed(futures) if f.exception() is not None]
+    if failures:
+        label, exc = failures[0]
+        raise RuntimeError(f"training the expert world.experts.{label} failed: {type(exc).__name__}: {exc}") from exc
+    return folders

@@ -17,7 +17,8 @@ from fr_bench.expert_stage import (ExpertSpec, LoraSpec, build_expert, expert_ke
                                    passing_responses, task_rows)
 from fr_bench.micro.generators.constraints import respond
 from fr_bench.sweep.config import SweepConfig
-from fr_bench.sweep.worlds import resolve_world, world_key
+from fr_bench.parallel import WorkerPool
+from fr_bench.sweep.worlds import resolve_world, world_key, worlds_to_build
 from fr_bench.tasks import get_task
 from training_world import single_thread, world  # noqa: F401  (module fixtures)
 
@@ -74,16 +75,24 @@ def test_spec_errors_name_the_field():
         ExpertSpec(base="b", data="gsm8k_train").validate("world.experts.math")
 
 
-def test_world_trains_its_experts_once_and_reuses_them(world):
+def _trained_world(world, rev_data: str | None = None) -> SweepConfig:
+    """A checkpoints world whose experts `copy` and `rev` are trained from the tiny world's router init."""
     train = {"lr": 1e-2, "max_steps": 2, "batch_size": 4, "max_length": 32}
-    cfg = load_config(SweepConfig, extra={"name": "t", "world": {
+    return load_config(SweepConfig, extra={"name": "t", "world": {
         "kind": "checkpoints", "tokenizer": world.tokenizer, "base": world.router_init, "router_init": "copy",
         "experts": {"copy": {"base": world.router_init, "data": world.sft_data["copy"], "train": train},
-                    "rev": {"base": world.router_init, "data": world.sft_data["rev"], "train": train},
+                    "rev": {"base": world.router_init, "data": rev_data or world.sft_data["rev"], "train": train},
                     "other": world.experts["other"]},
         "sft_data": {"copy": "copy", "rev": world.sft_data["rev"]}}})
+
+
+def test_world_trains_its_experts_once_and_reuses_them(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("FR_BENCH_CACHE", str(tmp_path))
+    cfg = _trained_world(world)
     world_key(cfg.world)
+    assert worlds_to_build(cfg) == {0: ["expert copy", "expert rev"]}      # the dry run's world line
     built = resolve_world(cfg)
+    assert worlds_to_build(cfg) == {0: []}
     assert built.router_init == built.experts["copy"] != world.router_init
     metrics = json.loads(open(f"{built.experts['rev']}/metrics.json").read())
     assert metrics["steps"] == 2 and metrics["rows"] == 24
@@ -104,6 +113,24 @@ def test_world_trains_its_experts_once_and_reuses_them(world):
         "experts": {"copy": {"base": world.router_init, "data": "gsm8k_train"}, "rev": world.experts["rev"]}}})
     with pytest.raises(ConfigError, match="world.experts.copy.source"):
         world_key(bad.world)
+
+
+def test_trained_experts_train_on_the_worker_pool_to_the_serial_weights(world, tmp_path, monkeypatch):
+    """With the sweep's worker pool the experts train in the workers at once, to the weights a serial build gets; a
+    failing expert is raised naming it, after the others were cached."""
+    monkeypatch.setenv("FR_BENCH_CACHE", str(tmp_path / "serial"))
+    serial = resolve_world(_trained_world(world))
+    monkeypatch.setenv("FR_BENCH_CACHE", str(tmp_path / "pool"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "copy w1"}) + "\n")             # no response: the expert cannot train
+    with WorkerPool(2, 1) as pool:
+        pooled = resolve_world(_trained_world(world), pool)
+        with pytest.raises(RuntimeError, match=r"world.experts.rev failed: KeyError"):
+            resolve_world(_trained_world(world, rev_data=str(bad)), pool)
+    for name in ("copy", "rev"):
+        a, b = (load_file(f"{w.experts[name]}/model.safetensors") for w in (serial, pooled))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert worlds_to_build(_trained_world(world, rev_data=str(bad))) == {0: ["expert rev"]}   # copy was cached
 
 
 def test_task_rows_carry_their_gold_response(shared_data):

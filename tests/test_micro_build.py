@@ -13,6 +13,7 @@ from fr_bench.config import ConfigError, load_config
 from fr_bench.micro.build import MODELS, build_micro_world, specialisation_table
 from fr_bench.micro.generators import DOMAINS
 from fr_bench.micro.config import MicroConfig
+from fr_bench.micro.status import to_build
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "experiments" / "micro_tiny.yaml"
@@ -103,6 +104,19 @@ def test_changed_config_rebuilds_only_what_depends_on_it(first_build, in_cache: 
     assert world2.experts["code"] != world.experts["code"]
     _, info3 = build_micro_world(load_config(MicroConfig, TINY, ["base.lr=0.002"]))
     assert info3["built"] == ["base", "expert_math", "expert_code", "expert_if"]  # data and tokenizer reused
+
+
+def test_to_build_says_what_a_build_would_train(first_build, in_cache: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dry run's view of the world: built models are cached, a changed setting names exactly what it retrains
+    (the same list `build_micro_world` then reports as built), an empty cache names everything."""
+    cfg = load_config(MicroConfig, TINY)
+    changed = load_config(MicroConfig, TINY, ["expert_steps={math: 2}"])
+    assert to_build([cfg, changed]) == [[], ["expert_math"]]
+    assert build_micro_world(changed)[1]["built"] == ["expert_math"]
+    assert to_build([changed]) == [[]]
+    monkeypatch.setenv("FR_BENCH_CACHE", str(tmp_path))
+    assert to_build([cfg]) == [ALL]
 
 
 def test_base_domains_choose_the_bases_data(first_build, in_cache: Path) -> None:

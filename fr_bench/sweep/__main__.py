@@ -16,7 +16,7 @@ from ..plugins import load_plugins, resolve_plugins
 from .config import SweepConfig
 from .executor import check_executor, open_executor
 from .plan import make_plan, select
-from .worlds import planned_tasks, resolve_worlds, world_keys
+from .worlds import planned_tasks, resolve_worlds, world_keys, worlds_to_build
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,9 +54,19 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.dry_run:
         print(plan.describe())
+        try:
+            worlds = worlds_to_build(cfg)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for seed, names in worlds.items():
+            print(f"world seed{seed}: " + (f"to train {', '.join(names)}" if names else "cached"))
+        shared = {"data", "tokenizer"}   # one micro data set and tokenizer for every seed's world
+        todo_w = len({n for names in worlds.values() for n in names if n in shared}) + sum(
+            n not in shared for names in worlds.values() for n in names)
         todo_a = sum(not is_complete(artifact_path(n.key)) for n in plan.artifacts)
         todo_c = len({c.key for c in plan.cells if not cell_done(c.key)})
-        print(f"to build: {todo_a} artifact(s); to evaluate: {todo_c} cell(s)")
+        print(f"to train in the world(s): {todo_w}; to build: {todo_a} artifact(s); to evaluate: {todo_c} cell(s)")
         stale = code_index.describe_stale(plan)
         if stale:
             print("why:\n" + stale)

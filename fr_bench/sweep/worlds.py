@@ -147,10 +147,33 @@ def resolve_worlds(cfg: SweepConfig, pool: Executor | None = None) -> dict[int, 
         built = build_micro_worlds([_micro_config(wc, s) for s in seeds], pool)
         worlds = {s: world for s, (world, _) in zip(seeds, built)}
     else:
-        worlds = {s: _checkpoints_world(wc, s) for s in seeds}
+        _check_checkpoints(wc)
+        from ..expert_stage import build_experts
+
+        specs = {s: trained_expert_specs(wc, s) for s in seeds}
+        folders = build_experts({_label(name, s, seeds): spec for s in seeds for name, spec in specs[s].items()},
+                                pool)
+        worlds = {s: _checkpoints_world(wc, {name: folders[_label(name, s, seeds)] for name in specs[s]})
+                  for s in seeds}
     for world in worlds.values():
         world.tasks = _world_tasks(cfg, world)
     return {s: worlds[s if wc.seeded else seeds[0]] for s in cfg.seeds}
+
+
+def worlds_to_build(cfg: SweepConfig) -> dict[int, list[str]]:
+    """Per world (by its first sweep seed), what resolving it would still train: a micro world's data, tokenizer and
+    models, a checkpoints world's trained experts. Builds nothing (the sweep's dry run)."""
+    wc = cfg.world
+    seeds = list(cfg.seeds) if wc.seeded else [cfg.seeds[0]]
+    if wc.kind == "micro":
+        from ..micro.status import to_build
+
+        return dict(zip(seeds, to_build([_micro_config(wc, s) for s in seeds])))
+    from ..cache import is_complete
+    from ..expert_stage import expert_folder
+
+    return {s: [f"expert {name}" for name, spec in trained_expert_specs(wc, s).items()
+                if not is_complete(expert_folder(spec))] for s in seeds}
 
 
 def resolve_world(cfg: SweepConfig, pool: Executor | None = None) -> World:
@@ -158,15 +181,18 @@ def resolve_world(cfg: SweepConfig, pool: Executor | None = None) -> World:
     return resolve_worlds(cfg, pool)[cfg.seeds[0]]
 
 
-def _checkpoints_world(wc: WorldConfig, seed: int) -> World:
-    _check_checkpoints(wc)
-    from ..expert_stage import TASK_ROWS, TRAIN_ROWS, build_expert
+def _label(name: str, seed: int, seeds: list[int]) -> str:
+    return name if len(seeds) == 1 else f"{name} (sweep seed {seed})"
 
-    specs = trained_expert_specs(wc, seed)
-    experts = {k: str(build_expert(specs[k])) if k in specs else v for k, v in wc.experts.items()}
+
+def _checkpoints_world(wc: WorldConfig, trained: dict[str, Path]) -> World:
+    """The world of checkpoint experts and of the trained experts' folders `trained` (by expert name)."""
+    from ..expert_stage import TASK_ROWS, TRAIN_ROWS
+
+    experts = {k: str(trained[k]) if k in trained else v for k, v in wc.experts.items()}
 
     def rows_of(files: dict[str, str], name: str) -> dict[str, str]:   # a trained expert's name -> its rows
-        return {d: str(Path(experts[v]) / name) if v in specs else v for d, v in files.items()}
+        return {d: str(Path(experts[v]) / name) if v in trained else v for d, v in files.items()}
 
     return World(tokenizer=wc.tokenizer, base=experts.get(wc.base, wc.base), experts=experts,
                  router_init=experts.get(wc.router_init, wc.router_init),
