@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         for seed, names in worlds.items():
             print(f"world seed{seed}: " + (f"to train {', '.join(names)}" if names else "cached"))
-        shared = {"data", "tokenizer"}   # one micro data set and tokenizer for every seed's world
-        todo_w = len({n for names in worlds.values() for n in names if n in shared}) + sum(
-            n not in shared for names in worlds.values() for n in names)
+        todo_w = sum(len(names) for names in worlds.values())
         todo_a = sum(not is_complete(artifact_path(n.key)) for n in plan.artifacts)
         todo_c = len({c.key for c in plan.cells if not cell_done(c.key)})
         print(f"to train in the world(s): {todo_w}; to build: {todo_a} artifact(s); to evaluate: {todo_c} cell(s)")
