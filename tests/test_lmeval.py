@@ -180,7 +180,8 @@ def test_exported_micro_tasks_score_in_lm_eval_as_in_the_sweep(sweep, tmp_path, 
     res = evaluate(sweep, "sft_only_sampled", names, include_path=tmp_path / "tasks", apply_chat_template=True,
                    batch_size=8, gen_kwargs="do_sample=true,temperature=1.0", confirm_run_unsafe_code=True,
                    log_samples=True)
-    rows = {r["task"]: r for r in map(json.loads, (report / "results.jsonl").read_text().splitlines())}
+    rows = {r["task"]: r for r in map(json.loads, (report / "results.jsonl").read_text().splitlines())
+            if r["method"] == "sft_only_sampled"}
     produced = 0
     for name in names:
         theirs = {k.removesuffix(",none"): v for k, v in res["results"][name].items() if k.endswith(",none")

@@ -167,6 +167,18 @@ def test_logs_print_each_line_once_without_per_run_noise(reference, tmp_path):
     assert len(messages) == len(set(messages)), messages
 
 
+def test_only_reruns_its_cells_and_the_report_keeps_every_finished_cell(reference, tmp_path):
+    """--only chooses what runs, not what the report holds: re-running one cell into a report folder writes every
+    finished cell of the sweep there, so a partial rerun never truncates a report."""
+    cache = tmp_path / "cache"
+    shutil.copytree(reference / "cache", cache)
+    before = cells_in(cache)
+    assert run(cache, tmp_path / "out", "--no-report", "--force", "--only", "expert_math/micro_math/seed0") == 0
+    rerun = [k for k, t in cells_in(cache).items() if t != before[k]]
+    assert len(rerun) == 1                                          # only the selected cell ran again
+    assert metrics_of(tmp_path / "out") == metrics_of(reference / "out")
+
+
 def test_seeded_world_trains_one_world_per_seed(reference, tmp_path):
     """world.seeded: seed 1 trains its own base and experts (on two worker processes), so even the frozen experts'
     and the deterministic merges' cells are per seed; seed 0's world is the unseeded one, with the same numbers."""

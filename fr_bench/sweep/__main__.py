@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.plugins = resolve_plugins(cfg.plugins, Path(args.config).resolve().parent)
         load_plugins(cfg.plugins)
         check_executor(cfg.executor)
-        plan = select(make_plan(cfg, world_keys(cfg), planned_tasks(cfg)), args.only)
+        full = make_plan(cfg, world_keys(cfg), planned_tasks(cfg))
+        plan = select(full, args.only)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                              force=args.force or args.force_train)
     code_index.record(plan)
     out = Path(args.out) if args.out else Path(cfg.reports_dir) / cfg.name
-    assemble(plan, worlds[cfg.seeds[0]], cfg, out)
+    assemble(full, worlds[cfg.seeds[0]], cfg, out)     # --only chose what to run; the report holds every finished cell
     if not args.no_report:
         render(out)
     print(f"sweep '{cfg.name}': built {built} artifact(s), evaluated {ran} cell(s) in "
