@@ -1,9 +1,12 @@
 """Does sweep B beat sweep A? A paired bootstrap per benchmark: the regression test for a new routing idea.
 
     python -m fr_bench.compare reports/A reports/B [--method M] [--reference-method R]
+    python -m fr_bench.compare reports/A reports/B --all-methods
 
 Compares method M of sweep B (default: B's reference method) with method R of sweep A (default: M when A has it,
-else A's reference method), on every benchmark both ran. The test is the report's (docs/reports.md): a difference
+else A's reference method), on every benchmark both ran. `--all-methods` compares every method both sweeps ran with
+itself, the check that a second machine or environment reproduces a whole table (the same code should give no
+significant difference anywhere). The test is the report's (docs/reports.md): a difference
 counts only when it holds against both sources of variance, training (Welch's t-test over the two sweeps' per-seed
 scores: two sweeps are independent trainings even when their seed numbers coincide) and benchmark sampling (the
 paired bootstrap over the sample ids present in both, paired on seeds too when the sweeps share them), Holm-corrected
@@ -117,6 +120,26 @@ def compare_sweeps(a: Sweep, b: Sweep, method_a: str, method_b: str, confidence:
     return Comparison(a, b, method_a, method_b, confidence, n_resamples, tests, avg, skipped)
 
 
+def compare_all(a: Sweep, b: Sweep, confidence: float = 0.95, n_resamples: int = 2000,
+                seed: int = 0) -> tuple[dict[str, Comparison], dict[str, Significance]]:
+    """Every method both sweeps ran, against itself, and each method's Avg test with its p Holm-corrected across
+    the methods (the family is the table's Avg column: one flagged method among many is what chance gives)."""
+    common = sorted({r.method for r in a.results} & {r.method for r in b.results})
+    if not common:
+        raise SweepFormatError(f"{a.root} and {b.root} have no method in common; --all-methods compares methods "
+                               "by name.")
+    comparisons = {m: compare_sweeps(a, b, m, m, confidence, n_resamples, seed) for m in common}
+    adjusted = holm({m: c.avg.p for m, c in comparisons.items() if c.avg})
+    avgs = {m: dataclasses.replace(comparisons[m].avg, p_adjusted=p) for m, p in adjusted.items()}
+    return comparisons, avgs
+
+
+def largest_difference(comparisons: dict[str, Comparison]) -> tuple[float, str]:
+    """The largest |B - A| of any (method, benchmark) cell, in points, and where it is."""
+    cells = [(abs(100 * t.ids.diff), f"{m}/{task}") for m, c in comparisons.items() for task, t in c.diffs.items()]
+    return max(cells) if cells else (0.0, "")
+
+
 def _row(t: Significance) -> dict[str, Any]:
     d = t.ids
     seeds = t.seeds if t.seed_level else None
@@ -151,6 +174,37 @@ def format_table(c: Comparison) -> str:
     return "\n".join(lines)
 
 
+def all_methods_json(comparisons: dict[str, Comparison], avgs: dict[str, Significance]) -> dict[str, Any]:
+    first = next(iter(comparisons.values()))
+    largest, where = largest_difference(comparisons)
+    return {"a": str(first.a.root), "b": str(first.b.root), "confidence": first.confidence,
+            "methods": {m: {**to_json(c), "avg_across_methods": _row(avgs[m]) if m in avgs else None}
+                        for m, c in comparisons.items()},
+            "significant_methods": [m for m, t in avgs.items() if t.significant],
+            "max_abs_diff_points": round(largest, 1), "max_abs_diff_at": where}
+
+
+def format_all_methods(comparisons: dict[str, Comparison], avgs: dict[str, Significance]) -> str:
+    first = next(iter(comparisons.values()))
+    lines = [f"A: {first.a.root}    B: {first.b.root}    (each method against itself; Avg x100 over the compared "
+             "non-general benchmarks; p: the Avg test, Holm-corrected across the methods)",
+             f"{'method':<28}{'A':>7}{'B':>7}{'B-A':>8}  {f'{int(100 * first.confidence)}% CI':<17}{'p_holm':>9}"
+             "  verdict"]
+    for m in comparisons:
+        if m not in avgs:
+            lines.append(f"{m:<28}no non-general benchmark in common")
+            continue
+        t = avgs[m]
+        d = t.ids
+        lines.append(f"{m:<28}{100 * d.mean_a:>7.1f}{100 * d.mean_b:>7.1f}{100 * d.diff:>+8.1f}  "
+                     f"{f'[{100 * d.low:+.1f}, {100 * d.high:+.1f}]':<17}{t.p_adjusted:>9.3f}  {verdict(t)}")
+    largest, where = largest_difference(comparisons)
+    flagged = [m for m, t in avgs.items() if t.significant]
+    lines.append(f"largest |B-A| of one benchmark: {largest:.1f} points ({where}); methods whose Avg differs "
+                 f"significantly: {len(flagged)} of {len(avgs)}" + (f" ({', '.join(flagged)})" if flagged else ""))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fr_bench.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_a", help="baseline sweep directory (reports/A)")
@@ -158,12 +212,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", help="method of B to test (default: B's reference method)")
     parser.add_argument("--reference-method", help="method of A to test against (default: --method if A has it, "
                                                    "else A's reference method)")
+    parser.add_argument("--all-methods", action="store_true",
+                        help="compare every method both sweeps ran with itself (does B reproduce A's table?)")
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.all_methods and (args.method or args.reference_method):
+        parser.error("--all-methods compares every method with itself; drop --method / --reference-method")
     try:
         a, b = load_sweep(args.sweep_a), load_sweep(args.sweep_b)
+        if args.all_methods:
+            comparisons, avgs = compare_all(a, b, args.confidence, args.resamples, args.seed)
+            print(format_all_methods(comparisons, avgs))
+            print(json.dumps(all_methods_json(comparisons, avgs), sort_keys=True))
+            return 0
         method_a, method_b = pick_methods(a, b, args.method, args.reference_method)
         comparison = compare_sweeps(a, b, method_a, method_b, args.confidence, args.resamples, args.seed)
     except SweepFormatError as exc:

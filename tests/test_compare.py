@@ -131,3 +131,24 @@ def test_training_noise_is_not_a_regression(tmp_path: Path, capsys) -> None:
     row = result["benchmarks"]["t_math"]
     assert row["p_ids"] < 0.05 < row["p_seeds"] and row["seed_test"] == "welch"
     assert row["verdict"] == "no significant difference" and not result["b_beats_a"]
+
+
+def test_all_methods_flags_only_the_method_that_moved(tmp_path: Path, capsys) -> None:
+    """--all-methods: every common method against itself; the Avg p-values are Holm-corrected across methods."""
+    a = make_sweep(tmp_path / "A", {"fusionroute": {"t_math": BASE, "t_code": BASE}, "collab": {"t_math": BASE},
+                                    "only_a": {"t_math": BASE}})
+    b = make_sweep(tmp_path / "B", {"fusionroute": {"t_math": BASE, "t_code": BASE}, "collab": {"t_math": BETTER},
+                                    "only_b": {"t_math": BASE}})
+    code, out, result = run(capsys, str(a), str(b), "--all-methods")
+    assert code == 0 and sorted(result["methods"]) == ["collab", "fusionroute"]
+    assert result["significant_methods"] == ["collab"]
+    assert (result["max_abs_diff_points"], result["max_abs_diff_at"]) == (25.0, "collab/t_math")
+    moved = result["methods"]["collab"]["avg_across_methods"]
+    assert moved["verdict"] == "B better" and moved["p_holm"] >= moved["p"]   # two methods in the family
+    assert result["methods"]["fusionroute"]["avg_across_methods"]["diff"] == 0.0
+    assert "methods whose Avg differs significantly: 1 of 2 (collab)" in out
+    with pytest.raises(SystemExit):
+        compare_main([str(a), str(b), "--all-methods", "--method", "collab"])
+    c = make_sweep(tmp_path / "C", {"other": {"t_math": BASE}})
+    assert compare_main([str(a), str(c), "--all-methods"]) == 2
+    assert "no method in common" in capsys.readouterr().err
