@@ -83,6 +83,8 @@ class SweepConfig:
     tasks: dict[str, TaskEntry] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
     limit: int | None = None            # cap on rows per task (all tasks), for quick runs
+    # Decode batch. Like threads and the executor it is in no cache key: the engine decodes a row to the same tokens
+    # alone or in a batch, up to float rounding (methods.<m>.options.batch_size is keyed, as every option is).
     batch_size: int = 16
     # torch intra-op threads for training and decoding; 0 = torch's default. Tiny models decode fastest on 1 thread,
     # and more threads than free cores make OpenMP spin (20x slower when another process holds a core).
