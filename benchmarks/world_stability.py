@@ -17,6 +17,14 @@ Prints the per-model, per-domain differences (points, second set minus first); l
 `ci_halfwidth_points`, `inside_intervals`, plus every table. Goal: every |diff| <= 3 and inside the interval. Run:
   .venv/bin/python benchmarks/world_stability.py --workers 2                  # experiments/micro.yaml, seeds 0 1 2
   .venv/bin/python benchmarks/world_stability.py --config experiments/micro_tiny.yaml --seeds 0
+
+`--sweep YAML` asks the same of the test table: it runs the whole sweep under each kernel set (its own worlds, in
+the same per-set cache, so a validation run before makes the worlds warm; the reports go to
+`$FR_BENCH_CACHE/world_stability/<set>/reports/<name>`) and compares the two reports with
+`python -m fr_bench.compare --all-methods`, the check a user runs against the committed table. Last line one JSON
+object: `significant_methods` (whose Avg differs, Holm across methods), `max_abs_diff_points` / `max_abs_diff_at`
+(the largest move of one method on one benchmark), `avg_diff_points` ({method: B - A}), `reports`, `sweep_s`.
+  .venv/bin/python benchmarks/world_stability.py --sweep experiments/ablations.yaml   # ~14 min + ~30 min on 2 cores
 """
 from __future__ import annotations
 
@@ -45,6 +53,43 @@ def build(config: str, overrides: list[str], seeds: list[int], workers: int, cac
     return json.loads(proc.stdout.strip().splitlines()[-1]), time.perf_counter() - start
 
 
+def run_sweep(config: str, cache: Path, kernels: dict[str, str]) -> tuple[Path, float]:
+    """The whole sweep `config` under one kernel set, in that set's cache; returns its report folder and seconds."""
+    from fr_bench.config import load_config
+    from fr_bench.sweep.config import SweepConfig
+
+    out = cache / "reports" / load_config(SweepConfig, config).name
+    env = {**os.environ, **kernels, "FR_BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "fr_bench.sweep", config, "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"sweep with {kernels} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return out, time.perf_counter() - start
+
+
+def compare_sweeps_across_kernels(config: str, root: Path) -> None:
+    """Run `config` under both kernel sets, print compare --all-methods of the two reports and the summary JSON."""
+    from fr_bench.compare import all_methods_json, compare_all, format_all_methods
+    from fr_bench.reports.schema import load_sweep
+
+    reports, seconds = {}, {}
+    for name, kernels in KERNEL_SETS.items():
+        reports[name], seconds[name] = run_sweep(config, root / name, kernels)
+    first, second = (load_sweep(reports[n]) for n in KERNEL_SETS)
+    comparisons, avgs = compare_all(first, second)
+    print(f"test table, {' minus '.join(reversed(list(KERNEL_SETS)))}")
+    print(format_all_methods(comparisons, avgs))
+    summary = all_methods_json(comparisons, avgs)
+    print(json.dumps({"significant_methods": summary["significant_methods"],
+                      "max_abs_diff_points": summary["max_abs_diff_points"],
+                      "max_abs_diff_at": summary["max_abs_diff_at"],
+                      "avg_diff_points": {m: round(100 * t.ids.diff, 1) for m, t in avgs.items()},
+                      "reports": {n: str(r) for n, r in reports.items()},
+                      "sweep_s": {n: round(v, 1) for n, v in seconds.items()}, "kernel_sets": KERNEL_SETS,
+                      "sweep": config}))
+
+
 def halfwidths(per_seed: dict[str, dict]) -> dict[str, dict[str, float | None]]:
     """95 % t-interval half-width (points) of each seed mean; None with one seed."""
     from fr_bench.reports.stats import t_interval
@@ -61,9 +106,17 @@ def main() -> None:
     parser.add_argument("--config", default="experiments/micro.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="world seeds (the sweep's)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes of each build")
+    parser.add_argument("--sweep", metavar="YAML", help="compare whole sweeps' test tables instead (see above; --config, "
+                        "--seeds and --workers then do not apply: the sweep YAML says them)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides passed to both builds")
     args = parser.parse_args()
     root = Path(os.environ.get("FR_BENCH_CACHE", Path.home() / ".cache" / "fr_bench")) / "world_stability"
+    if args.sweep:
+        if args.overrides:
+            parser.error("--sweep runs the sweep YAML as it is (its world config included); put the settings in "
+                         "the YAML instead of overrides")
+        compare_sweeps_across_kernels(args.sweep, root)
+        return
     outs, seconds = {}, {}
     for name, kernels in KERNEL_SETS.items():
         outs[name], seconds[name] = build(args.config, args.overrides, args.seeds, args.workers, root / name, kernels)

@@ -158,3 +158,23 @@ def test_world_stability_prints_the_differences() -> None:
     mean = {m: {d: (avx2["0"][m][d] + avx2["1"][m][d]) / 2 for d in row} for m, row in avx2["0"].items()}
     assert result["tables"]["avx2"] == mean                    # the compared table is the seed mean
     assert result["inside_intervals"].endswith(f"/{sum(len(r) for r in result['diffs'].values())}")
+
+
+@pytest.mark.slow
+def test_world_stability_compares_whole_sweeps(tmp_path) -> None:
+    """--sweep: the same sweep under both kernel sets, compared method by method as compare --all-methods does."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    sweep = tmp_path / "kernels.yaml"
+    sweep.write_text(f"name: kernels\nworld: {{kind: micro, micro_config: {repo / 'experiments/micro_smoke.yaml'}}}\n"
+                     "seeds: [0]\nlimit: 4\nthreads: 1\nexecutor: {kind: local, workers: 1}\n"
+                     "methods:\n  expert_math: {method: single_model, group: expert, options: {model: math}}\n"
+                     "  base: {method: single_model, group: expert, options: {model: base}}\n"
+                     "reference_method: base\n")
+    result = _last_json("world_stability.py", "--sweep", str(sweep))
+    assert set(result["avg_diff_points"]) == {"base", "expert_math"}
+    assert set(result["reports"]) == {"avx2", "default"} and all(Path(r, "report.md").exists()
+                                                                 for r in result["reports"].values())
+    assert result["max_abs_diff_points"] >= max(abs(v) for v in result["avg_diff_points"].values())
+    assert set(result["significant_methods"]) <= {"base", "expert_math"}
