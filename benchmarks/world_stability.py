@@ -70,21 +70,20 @@ def run_sweep(config: str, cache: Path, kernels: dict[str, str]) -> tuple[Path, 
 
 def compare_sweeps_across_kernels(config: str, root: Path) -> None:
     """Run `config` under both kernel sets, print compare --all-methods of the two reports and the summary JSON."""
-    from fr_bench.compare import all_methods_json, compare_all, format_all_methods
+    from fr_bench.compare import compare_all, format_all_methods
     from fr_bench.reports.schema import load_sweep
 
     reports, seconds = {}, {}
     for name, kernels in KERNEL_SETS.items():
         reports[name], seconds[name] = run_sweep(config, root / name, kernels)
     first, second = (load_sweep(reports[n]) for n in KERNEL_SETS)
-    comparisons, avgs = compare_all(first, second)
+    result = compare_all(first, second)
     print(f"test table, {' minus '.join(reversed(list(KERNEL_SETS)))}")
-    print(format_all_methods(comparisons, avgs))
-    summary = all_methods_json(comparisons, avgs)
-    print(json.dumps({"significant_methods": summary["significant_methods"],
-                      "max_abs_diff_points": summary["max_abs_diff_points"],
-                      "max_abs_diff_at": summary["max_abs_diff_at"],
-                      "avg_diff_points": {m: round(100 * t.ids.diff, 1) for m, t in avgs.items()},
+    print(format_all_methods(result))
+    largest, where = result.largest
+    print(json.dumps({"significant_methods": result.significant, "max_abs_diff_points": round(largest, 1),
+                      "max_abs_diff_at": where,
+                      "avg_diff_points": {m: round(100 * t.ids.diff, 1) for m, t in result.avgs.items()},
                       "reports": {n: str(r) for n, r in reports.items()},
                       "sweep_s": {n: round(v, 1) for n, v in seconds.items()}, "kernel_sets": KERNEL_SETS,
                       "sweep": config}))

@@ -120,24 +120,37 @@ def compare_sweeps(a: Sweep, b: Sweep, method_a: str, method_b: str, confidence:
     return Comparison(a, b, method_a, method_b, confidence, n_resamples, tests, avg, skipped)
 
 
+@dataclass
+class AllMethods:
+    """Every method both sweeps ran, against itself (`comparisons`), and each method's Avg test with its p
+    Holm-corrected across the methods (`avgs`: the family is the table's Avg column, where one flagged method among
+    many is what chance gives)."""
+
+    comparisons: dict[str, Comparison]
+    avgs: dict[str, Significance]
+
+    @property
+    def significant(self) -> list[str]:
+        return [m for m, t in self.avgs.items() if t.significant]
+
+    @property
+    def largest(self) -> tuple[float, str]:
+        """The largest |B - A| of any (method, benchmark) cell, in points, and where it is."""
+        cells = [(abs(100 * t.ids.diff), f"{m}/{task}") for m, c in self.comparisons.items()
+                 for task, t in c.diffs.items()]
+        return max(cells) if cells else (0.0, "")
+
+
 def compare_all(a: Sweep, b: Sweep, confidence: float = 0.95, n_resamples: int = 2000,
-                seed: int = 0) -> tuple[dict[str, Comparison], dict[str, Significance]]:
-    """Every method both sweeps ran, against itself, and each method's Avg test with its p Holm-corrected across
-    the methods (the family is the table's Avg column: one flagged method among many is what chance gives)."""
+                seed: int = 0) -> AllMethods:
     common = sorted({r.method for r in a.results} & {r.method for r in b.results})
     if not common:
         raise SweepFormatError(f"{a.root} and {b.root} have no method in common; --all-methods compares methods "
                                "by name.")
     comparisons = {m: compare_sweeps(a, b, m, m, confidence, n_resamples, seed) for m in common}
     adjusted = holm({m: c.avg.p for m, c in comparisons.items() if c.avg})
-    avgs = {m: dataclasses.replace(comparisons[m].avg, p_adjusted=p) for m, p in adjusted.items()}
-    return comparisons, avgs
-
-
-def largest_difference(comparisons: dict[str, Comparison]) -> tuple[float, str]:
-    """The largest |B - A| of any (method, benchmark) cell, in points, and where it is."""
-    cells = [(abs(100 * t.ids.diff), f"{m}/{task}") for m, c in comparisons.items() for task, t in c.diffs.items()]
-    return max(cells) if cells else (0.0, "")
+    return AllMethods(comparisons, {m: dataclasses.replace(comparisons[m].avg, p_adjusted=p)
+                                    for m, p in adjusted.items()})
 
 
 def _row(t: Significance) -> dict[str, Any]:
@@ -174,34 +187,33 @@ def format_table(c: Comparison) -> str:
     return "\n".join(lines)
 
 
-def all_methods_json(comparisons: dict[str, Comparison], avgs: dict[str, Significance]) -> dict[str, Any]:
-    first = next(iter(comparisons.values()))
-    largest, where = largest_difference(comparisons)
+def all_methods_json(r: AllMethods) -> dict[str, Any]:
+    first = next(iter(r.comparisons.values()))
+    largest, where = r.largest
     return {"a": str(first.a.root), "b": str(first.b.root), "confidence": first.confidence,
-            "methods": {m: {**to_json(c), "avg_across_methods": _row(avgs[m]) if m in avgs else None}
-                        for m, c in comparisons.items()},
-            "significant_methods": [m for m, t in avgs.items() if t.significant],
-            "max_abs_diff_points": round(largest, 1), "max_abs_diff_at": where}
+            "methods": {m: {**to_json(c), "avg_across_methods": _row(r.avgs[m]) if m in r.avgs else None}
+                        for m, c in r.comparisons.items()},
+            "significant_methods": r.significant, "max_abs_diff_points": round(largest, 1), "max_abs_diff_at": where}
 
 
-def format_all_methods(comparisons: dict[str, Comparison], avgs: dict[str, Significance]) -> str:
-    first = next(iter(comparisons.values()))
+def format_all_methods(r: AllMethods) -> str:
+    first = next(iter(r.comparisons.values()))
     lines = [f"A: {first.a.root}    B: {first.b.root}    (each method against itself; Avg x100 over the compared "
              "non-general benchmarks; p: the Avg test, Holm-corrected across the methods)",
              f"{'method':<28}{'A':>7}{'B':>7}{'B-A':>8}  {f'{int(100 * first.confidence)}% CI':<17}{'p_holm':>9}"
              "  verdict"]
-    for m in comparisons:
-        if m not in avgs:
+    for m in r.comparisons:
+        if m not in r.avgs:
             lines.append(f"{m:<28}no non-general benchmark in common")
             continue
-        t = avgs[m]
+        t = r.avgs[m]
         d = t.ids
         lines.append(f"{m:<28}{100 * d.mean_a:>7.1f}{100 * d.mean_b:>7.1f}{100 * d.diff:>+8.1f}  "
                      f"{f'[{100 * d.low:+.1f}, {100 * d.high:+.1f}]':<17}{t.p_adjusted:>9.3f}  {verdict(t)}")
-    largest, where = largest_difference(comparisons)
-    flagged = [m for m, t in avgs.items() if t.significant]
+    largest, where = r.largest
+    flagged = r.significant
     lines.append(f"largest |B-A| of one benchmark: {largest:.1f} points ({where}); methods whose Avg differs "
-                 f"significantly: {len(flagged)} of {len(avgs)}" + (f" ({', '.join(flagged)})" if flagged else ""))
+                 f"significantly: {len(flagged)} of {len(r.avgs)}" + (f" ({', '.join(flagged)})" if flagged else ""))
     return "\n".join(lines)
 
 
@@ -223,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         a, b = load_sweep(args.sweep_a), load_sweep(args.sweep_b)
         if args.all_methods:
-            comparisons, avgs = compare_all(a, b, args.confidence, args.resamples, args.seed)
-            print(format_all_methods(comparisons, avgs))
-            print(json.dumps(all_methods_json(comparisons, avgs), sort_keys=True))
+            result = compare_all(a, b, args.confidence, args.resamples, args.seed)
+            print(format_all_methods(result))
+            print(json.dumps(all_methods_json(result), sort_keys=True))
             return 0
         method_a, method_b = pick_methods(a, b, args.method, args.reference_method)
         comparison = compare_sweeps(a, b, method_a, method_b, args.confidence, args.resamples, args.seed)
