@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -161,6 +162,7 @@ def test_logs_print_each_line_once_without_per_run_noise(reference, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = proc.stdout + proc.stderr
     assert "building router_sft[seed=0]" in text                  # fr_bench's own INFO lines still show
+    assert re.search(r"artifact router_sft\[seed=0\] done in \d+\.\d s", text)   # each task's wall time
     assert "artifacts: 100%" in text and "cells: 100%" in text     # one bar each, with tqdm's ETA
     assert "litlogger" not in text and "Loading weights" not in text and "Writing model shards" not in text
     messages = [line.split(": ", 1)[-1] for line in text.splitlines() if "lightning" in line or line.startswith("INFO:")]

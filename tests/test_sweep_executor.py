@@ -47,6 +47,15 @@ def test_inline_runs_in_list_order(tmp_path):
     assert done == ["a", "b", "c", "d", "e"] and names(log) == done
 
 
+def test_each_finished_task_logs_its_wall_time(tmp_path, caplog):
+    """The timeline of a sweep (which task ran how long) comes from these lines: `done in N s` per task."""
+    with caplog.at_level("INFO", logger="fr_bench.sweep"):
+        list(run_tasks(InlineExecutor(), graph(str(tmp_path / "log"))))
+    done = [r.getMessage() for r in caplog.records if " done in " in r.getMessage()]
+    assert [m.split(" done in ")[0] for m in done] == [f"artifact {k}" for k in "abcde"]
+    assert all(m.endswith(" s") for m in done)
+
+
 def test_longest_chains_start_first_and_the_order_stays_topological():
     """a -> c -> d and b -> d: a has two dependants, b and c one, d and e none."""
     assert [t.key for t in longest_chains_first(graph("unused"))] == ["a", "b", "c", "d", "e"]

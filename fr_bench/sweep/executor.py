@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import pickle
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
@@ -218,6 +219,7 @@ def run_tasks(executor: Executor, tasks: list[Task]) -> Iterator[tuple[Task, Any
     finished: set[str] = set()
     todo = list(tasks)
     running: dict[Future, Task] = {}
+    started: dict[str, float] = {}
     failures: list[tuple[Task, Exception]] = []
 
     def collect(fut: Future) -> Iterator[tuple[Task, Any]]:
@@ -225,6 +227,7 @@ def run_tasks(executor: Executor, tasks: list[Task]) -> Iterator[tuple[Task, Any
         exc = fut.exception()
         if exc is None:
             finished.add(task.key)
+            log.info("%s done in %.1f s", task.label, time.perf_counter() - started[task.key])
             yield task, fut.result()
         else:
             log.error("%s failed: %s: %s", task.label, type(exc).__name__, exc)
@@ -238,6 +241,7 @@ def run_tasks(executor: Executor, tasks: list[Task]) -> Iterator[tuple[Task, Any
                 i += 1
                 continue
             del todo[i]
+            started[task.key] = time.perf_counter()
             fut = executor.submit(task.fn, *task.args, cpus=task.cpus, gpus=task.gpus)
             running[fut] = task
             if fut.done():  # the inline executor: dependants later in the list may start now
