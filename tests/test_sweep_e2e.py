@@ -5,6 +5,7 @@ One uninterrupted cold run (module fixture) is the reference the other runs are 
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -163,6 +164,12 @@ def test_logs_print_each_line_once_without_per_run_noise(reference, tmp_path):
     text = proc.stdout + proc.stderr
     assert "building router_sft[seed=0]" in text                  # fr_bench's own INFO lines still show
     assert re.search(r"artifact router_sft\[seed=0\] done in \d+\.\d s", text)   # each task's wall time
+    spec = importlib.util.spec_from_file_location("sweep_time", REPO / "benchmarks" / "sweep_time.py")
+    sweep_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep_time)
+    timeline = sweep_time.timeline(text)                           # benchmarks/sweep_time.py reads these lines
+    assert set(timeline["worker_s_by_item"]) == {"artifact router_sft", "cells fusionroute_sft_only"}
+    assert 0 < timeline["graph_worker_s"] and 0 < timeline["graph_busy_workers"] <= 2.05
     assert "artifacts: 100%" in text and "cells: 100%" in text     # one bar each, with tqdm's ETA
     assert "litlogger" not in text and "Loading weights" not in text and "Writing model shards" not in text
     messages = [line.split(": ", 1)[-1] for line in text.splitlines() if "lightning" in line or line.startswith("INFO:")]
