@@ -1,6 +1,7 @@
 """`render_report(sweep_dir)`: tables/, plots/ and report.md of a finished sweep, from its files alone."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ..cache import atomic_write_text
@@ -124,6 +125,25 @@ def render_report_text(summary: SweepSummary, plots: dict[str, list[Path]], tabl
                  f"relative to the mean of the expert rows. Wall s: summed over cells (machine-dependent).*\n")
     parts.append(f"## Provenance\n\n{_provenance_text(meta.provenance)}")
     return "\n".join(parts)
+
+
+RENDERED = ("tables", "plots", "report.md")   # what render_report writes; the rest of the folder is the sweep's data
+
+
+def remove_rendered(sweep_dir: str | Path) -> list[str]:
+    """Delete the tables, plots and report.md of an earlier render (returns the names removed): after new results
+    are assembled without rendering, they would show numbers the folder's results.jsonl no longer holds."""
+    removed = []
+    for name in RENDERED:
+        path = Path(sweep_dir) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
 
 
 def render_report(sweep_dir: str | Path, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> Path:

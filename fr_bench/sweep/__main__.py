@@ -29,7 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="glob(s) over cell labels method/task/seedN, method or task names; comma-separated")
     p.add_argument("--force", action="store_true", help="re-evaluate the selected cells even if cached")
     p.add_argument("--force-train", action="store_true", help="also rebuild the artifacts the selected cells need")
-    p.add_argument("--no-report", action="store_true", help="skip rendering tables and plots")
+    p.add_argument("--no-report", action="store_true", help="write the results but not the tables, plots and report.md (an earlier render's are removed: they "
+                   "would disagree with the new results)")
     p.add_argument("--out", help="report folder (default: <reports_dir>/<name>)")
     logs.add_verbose_flag(p)
     return p.parse_intermixed_args(argv)
@@ -87,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     code_index.record(plan)
     out = Path(args.out) if args.out else Path(cfg.reports_dir) / cfg.name
     assemble(full, worlds[cfg.seeds[0]], cfg, out)     # --only chose what to run; the report holds every finished cell
-    if not args.no_report:
+    if args.no_report:
+        from ..reports.report_md import remove_rendered
+
+        if removed := remove_rendered(out):   # an earlier render's tables would disagree with these results
+            print(f"removed the earlier {', '.join(removed)} of {out}; re-render with: python -m fr_bench.reports {out}")
+    else:
         render(out)
     print(f"sweep '{cfg.name}': built {built} artifact(s), evaluated {ran} cell(s) in "
           f"{time.perf_counter() - start:.1f}s; report in {out}")
