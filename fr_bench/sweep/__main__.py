@@ -29,8 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="glob(s) over cell labels method/task/seedN, method or task names; comma-separated")
     p.add_argument("--force", action="store_true", help="re-evaluate the selected cells even if cached")
     p.add_argument("--force-train", action="store_true", help="also rebuild the artifacts the selected cells need")
-    p.add_argument("--no-report", action="store_true", help="write the results but not the tables, plots and report.md (an earlier render's are removed: they "
-                   "would disagree with the new results)")
+    p.add_argument("--no-report", action="store_true",
+                   help="write the results but not the tables, plots and report.md (an earlier render's are "
+                   "removed: they would disagree with the new results)")
     p.add_argument("--out", help="report folder (default: <reports_dir>/<name>)")
     logs.add_verbose_flag(p)
     return p.parse_intermixed_args(argv)
