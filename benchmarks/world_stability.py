@@ -24,7 +24,7 @@ the same per-set cache, so a validation run before makes the worlds warm; the re
 `python -m fr_bench.compare --all-methods`, the check a user runs against the committed table. Last line one JSON
 object: `significant_methods` (whose Avg differs, Holm across methods), `max_abs_diff_points` / `max_abs_diff_at`
 (the largest move of one method on one benchmark), `avg_diff_points` ({method: B - A}), `reports`, `sweep_s`.
-  .venv/bin/python benchmarks/world_stability.py --sweep experiments/ablations.yaml   # 14 + 21 min on 2 cores, worlds warm
+  .venv/bin/python benchmarks/world_stability.py --sweep experiments/ablations.yaml   # 13.5 + 23 min on 2 cores, from an empty cache
 """
 from __future__ import annotations
 
