@@ -6,7 +6,7 @@ import torch
 from tiny_lms import one_thread, prompts_of_lengths, tiny_lm, tiny_router, tiny_tokenizer
 
 from fr_bench.decoding.engine import DecodeEngine, ModelOutput
-from fr_bench.decoding.policies import FusionRoute, SingleModel
+from fr_bench.decoding.policies import FusionRoute, SingleModel, routed_logits
 from fr_bench.decoding.row_cache import RowCache
 
 FAMILIES = ["llama", "gemma2"]
@@ -219,8 +219,7 @@ def test_sampling_is_seeded(tok):
     assert [x.token_ids for x in a] != [x.token_ids for x in greedy]
 
 
-@pytest.mark.parametrize("combine", ["logprob", "logit"])
-def test_fusionroute_rule_per_row(combine):
+def test_fusionroute_rule_per_row():
     """The combination rule on fixed logits: row b adds the router's term to expert choices[b]'s logits."""
     g = torch.Generator().manual_seed(0)
     z_router, z_experts = torch.randn(3, 10, generator=g), torch.randn(2, 3, 10, generator=g)
@@ -233,15 +232,38 @@ def test_fusionroute_rule_per_row(combine):
         asked[i] = rows
         return outputs[i]
 
-    logits, choices = FusionRoute(router=0, experts=[1, 2], combine=combine).step(run)
+    logits, choices = FusionRoute(router=0, experts=[1, 2]).step(run)
     assert choices.tolist() == [0, 1, 0] and sorted(called) == [0, 1, 2]
     assert asked == {0: None, 1: [0, 2], 2: [1]}             # each expert only for the rows that chose it
     chosen = z_experts[choices, torch.arange(3)]
-    expected = (chosen.log_softmax(-1) + z_router.log_softmax(-1)) if combine == "logprob" else chosen + z_router
-    torch.testing.assert_close(logits, expected, rtol=0, atol=0)
+    torch.testing.assert_close(logits, chosen.log_softmax(-1) + z_router.log_softmax(-1), rtol=0, atol=0)
+    torch.testing.assert_close(logits.softmax(-1), (chosen + z_router).softmax(-1))   # = adding the raw logits
     alone, _ = FusionRoute(router=0, experts=[1, 2], complement=False).step(run)
     torch.testing.assert_close(alone, chosen, rtol=0, atol=0)
     outputs[0] = ModelOutput(z_router, torch.tensor([[1.0, 0.0]] * 3))       # every row picks expert 0 ...
     called.clear()
-    FusionRoute(router=0, experts=[1, 2], combine=combine).step(run)
+    FusionRoute(router=0, experts=[1, 2]).step(run)
     assert called == [0, 1]                                                  # ... so expert 1 never runs
+
+
+class LogitSum(FusionRoute):
+    """FusionRoute with the raw logits added, z_e + z_r, instead of their log-softmaxes."""
+
+    def step(self, run):
+        router = run(self.router)
+        choices = self.choose(router)
+        return routed_logits(run, self.experts, choices) + router.logits, choices
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_logprob_and_logit_addition_decode_alike(family, tok):
+    """The two log-normalisers are one constant per row, so the paper's log-prob sum and a plain logit sum pick the
+    same tokens, greedy and sampled: there is no separate logit rule to ablate."""
+    prompts = prompts_of_lengths(LENGTHS)
+    paper = fusion_engine(family, tok)
+    plain = DecodeEngine([m.model for m in paper.models], LogitSum(router=0, experts=[1, 2, 3]), tok, eos_ids=set())
+    for temperature in (0.0, 1.0):
+        a, _ = paper.generate_ids(prompts, NEW, batch_size=8, temperature=temperature, seed=3)
+        b, _ = plain.generate_ids(prompts, NEW, batch_size=8, temperature=temperature, seed=3)
+        assert [x.token_ids for x in a] == [x.token_ids for x in b]
+        assert [x.expert_choices for x in a] == [x.expert_choices for x in b]

@@ -107,5 +107,5 @@ def test_single_model_and_confidence_methods(world):
         get_method_class("single_model")(world, {"model": "vision"}).load({})
     with pytest.raises(ValueError, match="criterion 'perplexity'"):               # refused before any loading
         get_method_class("token_confidence")(world, {"criterion": "perplexity"})
-    with pytest.raises(ValueError, match="combine 'sum'"):
-        get_method_class("fusionroute")(world, {"combine": "sum"})
+    with pytest.raises(ValueError, match="key 'combyne' is not a known setting"):
+        get_method_class("fusionroute")(world, {"combyne": True})

@@ -18,7 +18,6 @@ import torch
 from ..registry import Registry, RegistryError
 from .engine import ModelOutput, Policy, Run
 
-COMBINE_RULES = ("logprob", "logit")
 CONFIDENCE_CRITERIA = ("max_prob", "entropy")
 
 
@@ -64,19 +63,15 @@ def routed_logits(run: Run, experts: list[int], choices: torch.Tensor) -> torch.
 class FusionRoute:
     """FusionRoute (arXiv 2601.05106): the router picks one expert per token and adds its own logits.
 
-    e_t = argmax_i softmax(W h_t)_i, then log pi(y_t) = log_softmax(z_router) + log_softmax(z_{e_t}) (`combine:
-    logprob`, the paper's rule) or z_router + z_{e_t} (`combine: logit`). `complement=False` is the ablation without
-    complementary logits: the selected expert's logits alone.
+    e_t = argmax_i softmax(W h_t)_i, then log pi(y_t) = log_softmax(z_router) + log_softmax(z_{e_t}), the paper's rule.
+    It is z_router + z_{e_t} less one constant per row, so it defines the same distribution as plain logit addition:
+    there is no separate "logit" rule to ablate. `complement=False` is the ablation without complementary logits:
+    the selected expert's logits alone.
     """
 
     router: int
     experts: list[int]
     complement: bool = True
-    combine: str = "logprob"
-
-    def __post_init__(self) -> None:
-        if self.combine not in COMBINE_RULES:
-            raise ValueError(f"combine '{self.combine}' is unknown; use one of {COMBINE_RULES}")
 
     def step(self, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
         router = run(self.router)
@@ -84,9 +79,7 @@ class FusionRoute:
         expert = routed_logits(run, self.experts, choices)
         if not self.complement:
             return expert, choices
-        if self.combine == "logprob":
-            return expert.log_softmax(-1) + router.logits.log_softmax(-1), choices
-        return expert + router.logits, choices
+        return expert.log_softmax(-1) + router.logits.log_softmax(-1), choices
 
     def choose(self, router: ModelOutput) -> torch.Tensor:
         """e_t per row: the argmax of the routing weights (= argmax of the head's scores)."""

@@ -17,7 +17,7 @@ from typing import Any
 from ..config import ConfigError
 from ..decoding.engine import DecodeEngine
 from ..decoding.method import DecodeOptions, EngineMethod
-from ..decoding.policies import COMBINE_RULES, POLICIES
+from ..decoding.policies import POLICIES
 from ..models.expert_pool import ExpertPool
 from ..models.loading import check_same_vocabulary, checkpoint_location, freeze, torch_dtype
 from ..models.router import RouterModel
@@ -29,10 +29,9 @@ STAGE_ARTIFACTS = {("sft",): "router_sft", ("sft", "cdpo"): "router_cdpo"}
 @dataclass
 class FusionRouteOptions(DecodeOptions):
     complement: bool = True            # add the router's logits to the selected expert's (False = ablation)
-    combine: str = "logprob"           # logprob: log_softmax(z_r) + log_softmax(z_e) (paper); logit: z_r + z_e
     stages: list[str] = field(default_factory=lambda: ["sft", "cdpo"])   # which trained router to use
     # The decode policy (a name in fr_bench.decoding.policies.POLICIES, built-in or from a plug-in), built as
-    # cls(router=0, experts=[1..N], **policy_options); `fusionroute` takes complement/combine from the keys above.
+    # cls(router=0, experts=[1..N], **policy_options); `fusionroute` takes `complement` from the key above.
     policy: str = "fusionroute"
     policy_options: dict[str, Any] = field(default_factory=dict)
 
@@ -47,9 +46,6 @@ class FusionRouteMethod(EngineMethod):
         if tuple(self.cfg.stages) not in STAGE_ARTIFACTS:
             raise ConfigError(f"method '{self.name}': stages {self.cfg.stages} are not a trained router; use one of "
                               f"{[list(s) for s in STAGE_ARTIFACTS]}")
-        if self.cfg.combine not in COMBINE_RULES:
-            raise ConfigError(f"method '{self.name}': combine '{self.cfg.combine}' is unknown; use one of "
-                              f"{list(COMBINE_RULES)}")
         try:
             inspect.signature(self.policy_class()).bind(router=0, experts=[], **self.policy_kwargs())
         except KeyError as exc:
@@ -63,7 +59,7 @@ class FusionRouteMethod(EngineMethod):
 
     def policy_kwargs(self) -> dict[str, Any]:
         if self.cfg.policy == "fusionroute":
-            return {"complement": self.cfg.complement, "combine": self.cfg.combine, **self.cfg.policy_options}
+            return {"complement": self.cfg.complement, **self.cfg.policy_options}
         return dict(self.cfg.policy_options)
 
     def requires(self) -> list[str]:
