@@ -2,9 +2,11 @@
 
 Same prompts, greedy, a fixed number of new tokens (eos disabled, so every method decodes the same lengths):
 (a) one expert alone, (b) FusionRoute (router + 3 equal-size experts, lazy catch-up), (c) the naive engine (every
-model every step), at batch 1 and batch 8; repeats are interleaved (a, b, c, c, b, a, ...) and each ratio is the
-median over repeats of b/a (c/a) within a repeat, so load from other processes hits all three alike (`_range`: the
-smallest and largest per-repeat fusion ratio, for the spread). Models have random weights of a given shape (no
+model every step), (d) FusionRoute whose rows never leave the home expert, at batch 1 and batch 8; repeats are
+interleaved (a, b, c, d, d, c, b, a, ...) and each ratio is the median over repeats of b/a (c/a, d/a) within a
+repeat, so load from other processes hits all of them alike (`_range`: the smallest and largest per-repeat fusion
+ratio, for the spread). (d) splits the fusion ratio: `fusion_no_switch_over_single` is what every step costs (two
+forwards, routing head, combination) and the rest of `fusion_over_single` is the catch-ups that switches cost. Models have random weights of a given shape (no
 download).
 
 Routing realism: a random routing head switches experts at almost every token (or never, when a random model loops).
@@ -227,7 +229,7 @@ def main() -> None:
 
     single = DecodeEngine([experts[0]], SingleModel(), tok, eos_ids=set())
     engines = {"single": single, "fusion": fusion(args.router_switch_rate),
-               "naive": fusion(args.router_switch_rate, lazy=False)}
+               "naive": fusion(args.router_switch_rate, lazy=False), "fusion_no_switch": fusion(0.0)}
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(int(args.prompt_len * 0.75), int(args.prompt_len * 1.25) + 1, (8,), generator=g)
     all_prompts = [torch.randint(0, vocab, (int(n),), generator=g).tolist() for n in lengths]

@@ -23,7 +23,8 @@ def test_decode_overhead_prints_its_ratios():
     result = last_json("decode_overhead.py", "--new-tokens", "12", "--prompt-len", "8", "--repeats", "2",
                        "--router-switch-rate", "0.2", "--stress-switch-rate", "0.3", "--threads", "1")
     for key in ("fusion_over_single_b1", "fusion_over_single_b8", "naive_over_single_b1", "naive_over_single_b8",
-                "catch_up_share", "catch_up_share_b8", "peak_mem_over_weights_plus_kv", "stress_fusion_over_single_b8"):
+                "catch_up_share", "catch_up_share_b8", "peak_mem_over_weights_plus_kv", "stress_fusion_over_single_b8",
+                "fusion_no_switch_over_single_b8"):
         assert result[key] > 0, key
     assert result["fusion_equals_naive_b1"] and result["fusion_equals_naive_b8"]
     assert 0.05 < result["measured_switch_rate_b8"] < 0.4          # the schedule switches at about the asked rate
