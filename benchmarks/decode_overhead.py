@@ -6,8 +6,8 @@ model every step), (d) FusionRoute whose rows never leave the home expert, at ba
 interleaved (a, b, c, d, d, c, b, a, ...) and each ratio is the median over repeats of b/a (c/a, d/a) within a
 repeat, so load from other processes hits all of them alike (`_range`: the smallest and largest per-repeat fusion
 ratio, for the spread). (d) splits the fusion ratio: `fusion_no_switch_over_single` is what every step costs (two
-forwards, routing head, combination) and the rest of `fusion_over_single` is the catch-ups that switches cost. Models have random weights of a given shape (no
-download).
+forwards, routing head, combination) and the rest of `fusion_over_single` is the catch-ups that switches cost.
+Models have random weights of a given shape (no download).
 
 Routing realism: a random routing head switches experts at almost every token (or never, when a random model loops).
 The benchmark therefore draws expert choices from a seeded schedule (`ScheduledRouting`): each row stays on the home
